@@ -1,0 +1,553 @@
+"""Local stack without Docker: real Kafka (KRaft), FerretDB (SQLite) and moto S3 on loopback.
+
+Usage: stack.py {up,down,status,env,logs} [component ...]
+
+Everything it downloads, builds and writes lives under ``$MARQUEE_CACHE_DIR`` (default
+``.cache/`` in the repo, git-ignored): jars, the FerretDB binary, data, logs and pid files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("MARQUEE_CACHE_DIR", ROOT / ".cache")).resolve()
+RUN = CACHE / "run"
+LOGS = RUN / "logs"
+STATE = RUN / "state.json"
+HOST = "127.0.0.1"
+
+KAFKA_VERSION = os.environ.get("MARQUEE_KAFKA_VERSION", "4.1.2")
+KAFKA_JARS = CACHE / "kafka" / f"jars-{KAFKA_VERSION}"
+FERRETDB_BIN = CACHE / "bin" / "marquee-ferretdb"
+
+
+class StackError(RuntimeError):
+    """A problem the user can act on; printed without a traceback."""
+
+
+def say(msg: str) -> None:
+    print(f"[stack] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- state and ports
+
+
+def load_state() -> dict[str, dict[str, object]]:
+    if STATE.exists():
+        try:
+            data: dict[str, dict[str, object]] = json.loads(STATE.read_text())
+            return data
+        except json.JSONDecodeError:
+            say(f"ignoring unreadable {STATE}")
+    return {}
+
+
+def save_state(state: dict[str, dict[str, object]]) -> None:
+    RUN.mkdir(parents=True, exist_ok=True)
+    tmp = STATE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+    tmp.replace(STATE)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def choose_port(component: str, label: str, previous: object) -> int:
+    """An env override (must be free), else the port used last time if free, else a new one."""
+    env_name = f"MARQUEE_{component.upper()}_{label.upper()}"
+    wanted = os.environ.get(env_name)
+    if wanted:
+        port = int(wanted)
+        if not port_free(port):
+            raise StackError(
+                f"{env_name}={port} but {HOST}:{port} is busy (another process listens there); "
+                f"free it or unset {env_name} to let the stack pick a port"
+            )
+        return port
+    if isinstance(previous, int) and port_free(previous):
+        return previous
+    if isinstance(previous, int):
+        say(f"{component}: port {previous} is now busy (not ours); picking another")
+    return free_port()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not alive for our purposes.
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except (OSError, IndexError):
+        return True
+    return status != "Z"
+
+
+def ours(pid: int, argv: object) -> bool:
+    """Whether ``pid`` still runs the exact command this stack started (not a reused pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+    except OSError:
+        return False
+    return isinstance(argv, list) and [c.decode() for c in cmdline] == argv
+
+
+# --------------------------------------------------------------------------- builds
+
+
+def stamp_of(*paths: Path, extra: str = "") -> str:
+    digest = hashlib.sha256(extra.encode())
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def run_build(cmd: list[str], *, cwd: Path, env: dict[str, str] | None, what: str) -> None:
+    log = LOGS / f"build-{what.split()[0]}.log"
+    LOGS.mkdir(parents=True, exist_ok=True)
+    say(f"building {what} (log: {log}) ...")
+    started = time.monotonic()
+    with log.open("w") as out:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
+        raise StackError(f"building {what} failed (exit {proc.returncode}):\n{tail}")
+    say(f"built {what} in {time.monotonic() - started:.0f}s")
+
+
+def build_kafka() -> None:
+    pom = HERE / "kafka" / "pom.xml"
+    stamp = KAFKA_JARS / ".stamp"
+    want = stamp_of(pom, extra=KAFKA_VERSION)
+    if stamp.exists() and stamp.read_text() == want:
+        return
+    if shutil.which("mvn") is None or shutil.which("java") is None:
+        raise StackError("Kafka needs Java 17+ and Maven (apt-get install openjdk-17-jdk maven)")
+    shutil.rmtree(KAFKA_JARS, ignore_errors=True)
+    run_build(
+        ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+         f"-Dkafka.version={KAFKA_VERSION}", "-DincludeScope=runtime",
+         f"-DoutputDirectory={KAFKA_JARS}"],
+        cwd=HERE / "kafka", env=None, what=f"kafka {KAFKA_VERSION} jars (Maven Central)",
+    )
+    stamp.write_text(want)
+
+
+def build_ferretdb() -> None:
+    src = HERE / "ferretdb"
+    stamp = FERRETDB_BIN.with_suffix(".stamp")
+    want = stamp_of(src / "go.mod", src / "go.sum", src / "main.go")
+    if FERRETDB_BIN.exists() and stamp.exists() and stamp.read_text() == want:
+        return
+    if shutil.which("go") is None:
+        raise StackError("FerretDB is built from source and needs Go 1.24+ on PATH")
+    FERRETDB_BIN.parent.mkdir(parents=True, exist_ok=True)
+    # Pure-Go SQLite (modernc) so no C toolchain is needed; -mod=mod lets go.sum fill itself.
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+    run_build(
+        ["go", "build", "-trimpath", "-o", str(FERRETDB_BIN), "."],
+        cwd=src, env=env, what="ferretdb v1.24.2 (Go)",
+    )
+    stamp.write_text(want)
+
+
+# --------------------------------------------------------------------------- components
+
+
+@dataclass
+class Component:
+    name: str
+    ports: tuple[str, ...]  # labels, the first is the client port
+    build: Callable[[], None]
+    command: Callable[[dict[str, int]], list[str]]
+    ready: Callable[[dict[str, int]], None]  # raises until ready
+    prepare: Callable[[dict[str, int]], None] = lambda ports: None
+    start_timeout_s: float = 90.0
+
+    @property
+    def pidfile(self) -> Path:
+        return RUN / f"{self.name}.pid"
+
+    @property
+    def logfile(self) -> Path:
+        return LOGS / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid
+
+
+# Kafka ------------------------------------------------------------------------------------
+
+KAFKA_DIR = RUN / "kafka"
+
+
+def kafka_prepare(ports: dict[str, int]) -> None:
+    KAFKA_DIR.mkdir(parents=True, exist_ok=True)
+    data = KAFKA_DIR / "data"
+    props = KAFKA_DIR / "server.properties"
+    props.write_text(
+        "\n".join(
+            [
+                "# written by deploy/local/stack.py on every start",
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@{HOST}:{ports['controller']}",
+                f"listeners=PLAINTEXT://{HOST}:{ports['port']},CONTROLLER://{HOST}:{ports['controller']}",
+                f"advertised.listeners=PLAINTEXT://{HOST}:{ports['port']}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={data}",
+                "num.partitions=6",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=12",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=true",
+                "log.retention.hours=168",
+                "",
+            ]
+        )
+    )
+    log4j = KAFKA_DIR / "log4j2.yaml"
+    log4j.write_text((HERE / "kafka" / "log4j2.yaml").read_text())
+    if not (data / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        proc = subprocess.run(
+            ["java", "-cp", f"{KAFKA_JARS}/*", f"-Dlog4j2.configurationFile={log4j}",
+             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            raise StackError(f"formatting Kafka storage failed:\n{proc.stdout}{proc.stderr}")
+
+
+def kafka_command(ports: dict[str, int]) -> list[str]:
+    heap = os.environ.get("MARQUEE_KAFKA_HEAP", "512m")
+    return [
+        "java", f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.yaml'}",
+        f"-Dkafka.logs.dir={LOGS}",
+        "-cp", f"{KAFKA_JARS}/*", "kafka.Kafka", str(KAFKA_DIR / "server.properties"),
+    ]
+
+
+def kafka_ready(ports: dict[str, int]) -> None:
+    """A real client round trip: produce one record and read it back."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    # Connection errors are expected while the broker starts; the caller reports the last one.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    servers = f"{HOST}:{ports['port']}"
+    topic = "_marquee_ready"
+    token = uuid.uuid4().hex.encode()
+
+    async def round_trip() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", request_timeout_ms=5000)
+        try:
+            await producer.start()
+            meta = await producer.send_and_wait(topic, token, partition=0)
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False,
+                                    request_timeout_ms=5000)
+        try:
+            await consumer.start()
+            from aiokafka import TopicPartition
+
+            tp = TopicPartition(topic, 0)
+            consumer.assign([tp])
+            consumer.seek(tp, meta.offset)
+            batch = await consumer.getmany(tp, timeout_ms=5000)
+            if not any(r.value == token for r in batch.get(tp, [])):
+                raise RuntimeError("produced record not read back yet")
+        finally:
+            await consumer.stop()
+
+    asyncio.run(asyncio.wait_for(round_trip(), 20))
+
+
+# FerretDB ---------------------------------------------------------------------------------
+
+
+def ferretdb_command(ports: dict[str, int]) -> list[str]:
+    return [str(FERRETDB_BIN), "--listen-addr", f"{HOST}:{ports['port']}",
+            "--sqlite-dir", str(RUN / "ferretdb" / "data")]
+
+
+def ferretdb_ready(ports: dict[str, int]) -> None:
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, object]] = MongoClient(
+        f"mongodb://{HOST}:{ports['port']}/", serverSelectionTimeoutMS=2000
+    )
+    try:
+        client.admin.command("ping")
+    finally:
+        client.close()
+
+
+# moto (S3) --------------------------------------------------------------------------------
+
+
+def moto_command(ports: dict[str, int]) -> list[str]:
+    return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(ports["port"])]
+
+
+def moto_ready(ports: dict[str, int]) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{HOST}:{ports['port']}/moto-api/", timeout=2) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"moto answered {resp.status}")
+
+
+def no_build() -> None:
+    try:
+        import moto.server  # noqa: F401
+    except ImportError as err:
+        raise StackError("moto[server] is not installed: run ./marquee setup first") from err
+
+
+COMPONENTS: dict[str, Component] = {
+    "kafka": Component("kafka", ("port", "controller"), build_kafka, kafka_command, kafka_ready,
+                       prepare=kafka_prepare, start_timeout_s=120),
+    "ferretdb": Component("ferretdb", ("port",), build_ferretdb, ferretdb_command, ferretdb_ready),
+    "s3": Component("s3", ("port",), no_build, moto_command, moto_ready),
+}
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def status_of(comp: Component, state: dict[str, dict[str, object]]) -> tuple[str, int | None]:
+    pid = comp.pid()
+    if pid is None:
+        return "stopped", None
+    if not pid_alive(pid):
+        return "stale pid file", pid
+    if not ours(pid, state.get(comp.name, {}).get("argv")):
+        return "pid reused by another process", pid
+    return "running", pid
+
+
+def start(comp: Component, state: dict[str, dict[str, object]]) -> Callable[[], None]:
+    """Start ``comp`` if needed; returns a function that waits until it is ready."""
+    entry = state.get(comp.name, {})
+    status, pid = status_of(comp, state)
+    if status == "running":
+        ports = {label: int(str(entry[label])) for label in comp.ports}
+        say(f"{comp.name}: already running (pid {pid}, port {ports['port']})")
+        return lambda: wait_ready(comp, ports, pid)
+    if status != "stopped":
+        say(f"{comp.name}: removing {status} ({comp.pidfile})")
+        comp.pidfile.unlink(missing_ok=True)
+    comp.build()
+    ports = {label: choose_port(comp.name, label, entry.get(label)) for label in comp.ports}
+    comp.prepare(ports)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    argv = comp.command(ports)
+    with comp.logfile.open("ab") as out:
+        out.write(f"\n==== start {time.strftime('%Y-%m-%dT%H:%M:%S%z')} ====\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=RUN, start_new_session=True,  # survives the shell that ran `up`
+        )
+    comp.pidfile.write_text(str(proc.pid))
+    state[comp.name] = {**ports, "pid": proc.pid, "argv": argv}
+    save_state(state)
+    say(f"{comp.name}: started pid {proc.pid} on {HOST}:{ports['port']}")
+    return lambda: wait_ready(comp, ports, proc.pid)
+
+
+def wait_ready(comp: Component, ports: dict[str, int], pid: int | None) -> None:
+    deadline = time.monotonic() + comp.start_timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        if pid is not None and not pid_alive(pid):
+            tail = "".join(comp.logfile.read_text(errors="replace").splitlines(True)[-20:])
+            raise StackError(f"{comp.name} exited during start; last log lines:\n{tail}")
+        try:
+            comp.ready(ports)
+        except Exception as err:  # noqa: BLE001 - not ready yet, whatever the reason
+            last = f"{type(err).__name__}: {err}"
+            time.sleep(0.5)
+            continue
+        return
+    raise StackError(f"{comp.name} not ready after {comp.start_timeout_s:.0f}s ({last}); "
+                     f"see {comp.logfile}")
+
+
+def stop(comp: Component, state: dict[str, dict[str, object]], timeout_s: float = 20) -> None:
+    status, pid = status_of(comp, state)
+    if status == "stopped":
+        say(f"{comp.name}: not running")
+        return
+    if status != "running" or pid is None:
+        say(f"{comp.name}: {status}; nothing of ours to stop")
+        comp.pidfile.unlink(missing_ok=True)
+        return
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.2)
+    if pid_alive(pid):
+        say(f"{comp.name}: did not stop in {timeout_s:.0f}s, killing")
+        os.killpg(pid, signal.SIGKILL)
+    comp.pidfile.unlink(missing_ok=True)
+    say(f"{comp.name}: stopped (pid {pid})")
+
+
+def endpoints(state: dict[str, dict[str, object]]) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{state['kafka']['port']}",
+        "MONGO_URL": f"mongodb://{HOST}:{state['ferretdb']['port']}/",
+        "S3_ENDPOINT_URL": f"http://{HOST}:{state['s3']['port']}",
+    }
+
+
+def select(names: list[str]) -> list[Component]:
+    unknown = [n for n in names if n not in COMPONENTS]
+    if unknown:
+        raise StackError(f"unknown component(s) {', '.join(unknown)}; know {', '.join(COMPONENTS)}")
+    return [COMPONENTS[n] for n in (names or list(COMPONENTS))]
+
+
+def cmd_up(names: list[str]) -> int:
+    state = load_state()
+    waiters = [start(comp, state) for comp in select(names)]
+    for wait in waiters:
+        wait()
+    say("ready")
+    return cmd_status([])
+
+
+def cmd_down(names: list[str], purge: bool) -> int:
+    state = load_state()
+    for comp in reversed(select(names)):
+        stop(comp, state)
+    if purge and not names:
+        shutil.rmtree(RUN, ignore_errors=True)
+        say(f"removed data and logs in {RUN}")
+    return 0
+
+
+def cmd_status(names: list[str]) -> int:
+    state = load_state()
+    all_running = True
+    print(f"{'component':<10} {'state':<30} {'pid':>8}  endpoint")
+    for comp in select(names):
+        status, pid = status_of(comp, state)
+        entry = state.get(comp.name, {})
+        endpoint = f"{HOST}:{entry['port']}" if "port" in entry else "-"
+        if status == "running":
+            try:
+                comp.ready({label: int(str(entry[label])) for label in comp.ports})
+            except Exception as err:  # noqa: BLE001 - shown to the user
+                status = f"running, not answering ({type(err).__name__})"
+                all_running = False
+        else:
+            all_running = False
+        print(f"{comp.name:<10} {status:<30} {pid or '-':>8}  {endpoint}")
+    return 0 if all_running else 3
+
+
+def cmd_env() -> int:
+    state = load_state()
+    missing = [c.name for c in COMPONENTS.values() if status_of(c, state)[0] != "running"]
+    if missing:
+        say(f"not running: {', '.join(missing)} (start with: deploy/local/stack.py up)")
+        return 1
+    for key, value in endpoints(state).items():
+        print(f"export {key}={value}")
+    return 0
+
+
+def cmd_logs(names: list[str], lines: int, follow: bool) -> int:
+    files = [str(c.logfile) for c in select(names) if c.logfile.exists()]
+    if not files:
+        say("no logs yet")
+        return 1
+    args = ["tail", "-n", str(lines)] + (["-F"] if follow else []) + files
+    return subprocess.call(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name, help_ in (("up", "build what is missing, start, wait until ready"),
+                        ("down", "stop what this stack started"),
+                        ("status", "show each component (exit 3 if any is not answering)")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("components", nargs="*", help=f"any of {', '.join(COMPONENTS)}")
+        if name == "down":
+            p.add_argument("--purge", action="store_true", help="also delete data and logs")
+    sub.add_parser("env", help="print endpoints as shell exports")
+    p = sub.add_parser("logs", help="show log tails")
+    p.add_argument("components", nargs="*")
+    p.add_argument("-n", "--lines", type=int, default=40)
+    p.add_argument("-f", "--follow", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "up":
+            return cmd_up(args.components)
+        if args.cmd == "down":
+            return cmd_down(args.components, args.purge)
+        if args.cmd == "status":
+            return cmd_status(args.components)
+        if args.cmd == "env":
+            return cmd_env()
+        return cmd_logs(args.components, args.lines, args.follow)
+    except StackError as err:
+        say(f"error: {err}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Marquee's services, each its own process: ingestor, normalizer, importer, api."""

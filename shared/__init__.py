@@ -1,0 +1,1 @@
+"""Code that two or more Marquee services use: contracts, settings and client helpers."""

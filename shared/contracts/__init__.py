@@ -1,0 +1,72 @@
+"""Versioned contracts: Kafka topic values and stored MongoDB documents."""
+
+from __future__ import annotations
+
+from shared.contracts.base import Contract, Provider, UtcDatetime, utc_now
+from shared.contracts.documents import (
+    CanonicalEvent,
+    Category,
+    Checkpoint,
+    EventStatus,
+    ExternalEvent,
+    LocalEvent,
+    Performer,
+    PriceRange,
+    ProviderCategory,
+    SourceRef,
+    Venue,
+    When,
+)
+from shared.contracts.messages import (
+    CanonicalChange,
+    ChangeOp,
+    Entity,
+    FieldError,
+    ImportOptions,
+    ImportRequest,
+    ImportResult,
+    ImportStatus,
+    IngestJob,
+    JobKind,
+    Notification,
+    RawRecord,
+    new_id,
+    payload_hash,
+)
+from shared.contracts.topics import ALL_CONTRACTS, TOPICS, Topic
+
+__all__ = [
+    "ALL_CONTRACTS",
+    "TOPICS",
+    "CanonicalChange",
+    "CanonicalEvent",
+    "Category",
+    "ChangeOp",
+    "Checkpoint",
+    "Contract",
+    "Entity",
+    "EventStatus",
+    "ExternalEvent",
+    "FieldError",
+    "ImportOptions",
+    "ImportRequest",
+    "ImportResult",
+    "ImportStatus",
+    "IngestJob",
+    "JobKind",
+    "LocalEvent",
+    "Notification",
+    "Performer",
+    "PriceRange",
+    "Provider",
+    "ProviderCategory",
+    "RawRecord",
+    "SourceRef",
+    "Topic",
+    "UtcDatetime",
+    "Venue",
+    "When",
+    "new_id",
+    "payload_hash",
+    "utc_now",
+]

@@ -1,0 +1,192 @@
+"""Kafka message contracts, one model per topic value (see DESIGN.md: Topics)."""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from typing import Any, Self
+from uuid import uuid4
+
+import orjson
+from pydantic import Field, model_validator
+
+from shared.contracts.base import Contract, Provider, UtcDatetime, utc_now
+from shared.contracts.documents import CanonicalEvent, Part
+
+
+def new_id() -> str:
+    """A fresh random identifier for jobs, requests and notifications."""
+    return uuid4().hex
+
+
+class JobKind(StrEnum):
+    SYNC = "sync"
+    SEARCH = "search"
+    DETAIL = "detail"
+    BACKFILL = "backfill"
+
+
+class IngestJob(Contract):
+    """A request to the ingestor (topic ``ingest.requests``, key: job id)."""
+
+    schema_name = "ingest_job"
+
+    job_id: str = Field(default_factory=new_id, min_length=1)
+    provider: Provider
+    kind: JobKind
+    params: dict[str, Any] = Field(default_factory=dict)
+    requested_by: str = Field(min_length=1)
+    reply_to: str | None = Field(default=None, description="Topic for a request/reply answer")
+    requested_at: UtcDatetime = Field(default_factory=utc_now)
+
+
+class Entity(StrEnum):
+    EVENT = "event"
+    VENUE = "venue"
+    PERFORMER = "performer"
+    CATEGORY = "category"
+
+
+def payload_hash(payload: Any) -> str:
+    """A stable content hash of a provider payload (key order does not matter)."""
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class RawRecord(Contract):
+    """One provider record exactly as fetched (topic ``raw.events``).
+
+    Key: ``{provider}:{external_id}`` (see :meth:`key`). ``payload`` is verbatim; a tombstone
+    says the provider no longer lists the record (cancelled or removed) and has no payload.
+    """
+
+    schema_name = "raw_record"
+
+    provider: Provider
+    entity: Entity = Entity.EVENT
+    external_id: str = Field(min_length=1)
+    fetched_at: UtcDatetime = Field(default_factory=utc_now)
+    job_id: str | None = None
+    payload: Any = None
+    payload_hash: str = ""
+    tombstone: bool = False
+
+    @model_validator(mode="after")
+    def _check_payload(self) -> Self:
+        if self.tombstone:
+            return self
+        if self.payload is None:
+            raise ValueError("a record that is not a tombstone needs a payload")
+        if not self.payload_hash:
+            self.payload_hash = payload_hash(self.payload)
+        return self
+
+    def key(self) -> str:
+        return f"{self.provider.value}:{self.external_id}"
+
+
+class ChangeOp(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    CANCELLED = "cancelled"
+    MERGED = "merged"
+
+
+class CanonicalChange(Contract):
+    """A change to the canonical catalogue (topic ``events.canonical``, compacted, key: id)."""
+
+    schema_name = "canonical_change"
+
+    op: ChangeOp
+    canonical_id: str = Field(min_length=1)
+    version: int = Field(ge=1)
+    event: CanonicalEvent
+    merged_into: str | None = Field(default=None, description="Survivor id when op is merged")
+    changed_at: UtcDatetime = Field(default_factory=utc_now)
+
+    @model_validator(mode="after")
+    def _check_merge(self) -> Self:
+        if (self.op is ChangeOp.MERGED) != (self.merged_into is not None):
+            raise ValueError("merged_into is set exactly when op is 'merged'")
+        return self
+
+
+class ImportOptions(Part):
+    force: bool = Field(default=False, description="Re-create even if the organiser deleted it")
+    notify: bool = True
+
+
+class ImportRequest(Contract):
+    """Import an external event as a local event (topic ``import.requests``).
+
+    Name the event either by (provider, external_id) or by canonical_id, not both.
+    """
+
+    schema_name = "import_request"
+
+    request_id: str = Field(default_factory=new_id, min_length=1)
+    provider: Provider | None = None
+    external_id: str | None = None
+    canonical_id: str | None = None
+    requested_by: str = Field(min_length=1)
+    options: ImportOptions = Field(default_factory=ImportOptions)
+    requested_at: UtcDatetime = Field(default_factory=utc_now)
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> Self:
+        by_source = self.provider is not None and bool(self.external_id)
+        partial = (self.provider is None) != (self.external_id is None)
+        if partial:
+            raise ValueError("provider and external_id go together")
+        if by_source == bool(self.canonical_id):
+            raise ValueError("give either (provider, external_id) or canonical_id, not both")
+        return self
+
+    def key(self) -> str:
+        if self.canonical_id:
+            return self.canonical_id
+        assert self.provider is not None  # guaranteed by _one_reference
+        return f"{self.provider.value}:{self.external_id}"
+
+
+class ImportStatus(StrEnum):
+    IMPORTED = "imported"
+    REJECTED = "rejected"
+
+
+class FieldError(Part):
+    field: str | None = None
+    message: str
+    code: str | None = None
+
+
+class ImportResult(Contract):
+    """The outcome of one import request (topic ``import.results``, key: request id)."""
+
+    schema_name = "import_result"
+
+    request_id: str = Field(min_length=1)
+    status: ImportStatus
+    local_event_id: str | None = None
+    message: str | None = Field(default=None, description='e.g. "Event already imported"')
+    errors: list[FieldError] = Field(default_factory=list)
+    decided_at: UtcDatetime = Field(default_factory=utc_now)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.status is ImportStatus.IMPORTED and not self.local_event_id:
+            raise ValueError("an imported result names its local_event_id")
+        if self.status is ImportStatus.REJECTED and not (self.errors or self.message):
+            raise ValueError("a rejected result says why (message or errors)")
+        return self
+
+
+class Notification(Contract):
+    """Something to tell a user (topic ``notifications``, key: user id)."""
+
+    schema_name = "notification"
+
+    notification_id: str = Field(default_factory=new_id, min_length=1)
+    user_id: str = Field(min_length=1)
+    type: str = Field(min_length=1, pattern=r"^[a-z_]+(\.[a-z_]+)+$", examples=["event.imported"])
+    payload: dict[str, Any] = Field(default_factory=dict)
+    created_at: UtcDatetime = Field(default_factory=utc_now)

@@ -1,0 +1,71 @@
+"""JSON logging with a correlation id and secret scrubbing, one line per record."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+# Provider credentials travel in query strings and headers; never let them reach a log line.
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)\b(apikey|api_key|client_secret|client_id|token|access_token|key)=([^&\s\"']+)"),
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"(?i)(mongodb(?:\+srv)?://[^:/\s]+:)([^@\s]+)(@)"),
+)
+
+
+def scrub(text: str) -> str:
+    """Replace credentials in ``text`` with ``***``."""
+    text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)}=***", text)
+    text = _SECRET_PATTERNS[1].sub(lambda m: f"{m.group(1)} ***", text)
+    return _SECRET_PATTERNS[2].sub(lambda m: f"{m.group(1)}***{m.group(3)}", text)
+
+
+# Standard LogRecord attributes, and uvicorn's ANSI-coloured duplicate of the message.
+_RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {
+    "message",
+    "asctime",
+    "color_message",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats records as JSON objects; ``extra={...}`` fields become top-level keys."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "msg": scrub(record.getMessage()),
+        }
+        cid = correlation_id.get()
+        if cid:
+            entry["correlation_id"] = cid
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = scrub(self.formatException(record.exc_info))
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Send every logger's records to stderr as JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -1,0 +1,94 @@
+"""MongoDB-wire smoke tests through PyMongo's async API: upserts, unique index, bulk, time zones."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from pymongo import InsertOne, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from shared.contracts import Category, Checkpoint, Provider
+from shared.mongo import CATEGORIES, CHECKPOINTS, EXTERNAL_EVENTS, INDEXES, Document, ensure_indexes
+
+
+async def test_indexes_bootstrap_idempotent(mongo_db: AsyncDatabase[Document]) -> None:
+    first = await ensure_indexes(mongo_db)
+    second = await ensure_indexes(mongo_db)
+    assert first == second
+    info = await mongo_db[EXTERNAL_EVENTS].index_information()
+    assert info["source_external_id_unique"]["unique"] is True
+    for name in ("source_start", "city_start", "category_start"):
+        assert name in info
+    for collection, models in INDEXES.items():
+        names = set(await mongo_db[collection].index_information())
+        assert {m.document["name"] for m in models} <= names
+
+
+async def test_upsert_and_unique_violation(mongo_db: AsyncDatabase[Document]) -> None:
+    await ensure_indexes(mongo_db)
+    events = mongo_db[EXTERNAL_EVENTS]
+    key = {"source": "ticketmaster", "external_id": "G5v0Z9"}
+    result = await events.update_one(key, {"$set": {"title": "A", "version": 1}}, upsert=True)
+    assert result.upserted_id is not None
+    result = await events.update_one(key, {"$set": {"title": "B", "version": 2}}, upsert=True)
+    assert result.upserted_id is None and result.modified_count == 1
+    assert await events.count_documents(key) == 1
+    with pytest.raises(DuplicateKeyError):
+        await events.insert_one({**key, "title": "dup"})
+
+
+async def test_version_guard_keeps_newer(mongo_db: AsyncDatabase[Document]) -> None:
+    events = mongo_db[EXTERNAL_EVENTS]
+    await events.insert_one({"_id": "e1", "version": 5, "title": "new"})
+    stale = await events.update_one(
+        {"_id": "e1", "version": {"$lt": 3}}, {"$set": {"version": 3, "title": "old"}}
+    )
+    assert stale.matched_count == 0
+    doc = await events.find_one({"_id": "e1"})
+    assert doc is not None and doc["title"] == "new" and doc["version"] == 5
+
+
+async def test_unordered_bulk_upserts_and_duplicate(mongo_db: AsyncDatabase[Document]) -> None:
+    await ensure_indexes(mongo_db)
+    categories = mongo_db[CATEGORIES]
+    upserts = [
+        UpdateOne(
+            {"name": f"cat{i}", "source": "marquee"},
+            {"$set": Category(name=f"cat{i}", source="marquee").to_document()},
+            upsert=True,
+        )
+        for i in range(50)
+    ]
+    result = await categories.bulk_write(upserts, ordered=False)
+    assert result.upserted_count == 50
+    result = await categories.bulk_write(upserts, ordered=False)
+    assert result.upserted_count == 0 and result.matched_count == 50
+
+    inserts = [InsertOne({"name": f"new{i}", "source": "marquee"}) for i in range(20)]
+    # The violating write goes last: FerretDB's SQLite backend stops an unordered bulk at the
+    # first error where MongoDB carries on, so only this order means the same on both. (PyMongo
+    # also regroups an unordered bulk by operation type, so mix no types here.)
+    inserts.append(InsertOne({"name": "cat0", "source": "marquee"}))
+    with pytest.raises(BulkWriteError) as caught:
+        await categories.bulk_write(inserts, ordered=False)
+    details = caught.value.details
+    assert details["nInserted"] == 20
+    assert [(e["index"], e["code"]) for e in details["writeErrors"]] == [(20, 11000)]
+    assert await categories.count_documents({}) == 70
+
+
+async def test_datetimes_round_trip_aware_utc(mongo_db: AsyncDatabase[Document]) -> None:
+    cest = timezone(timedelta(hours=2))
+    checkpoint = Checkpoint(
+        provider=Provider.TICKETMASTER,
+        stream="events",
+        last_success_at=datetime(2026, 6, 1, 20, 0, tzinfo=cest),
+    )
+    await mongo_db[CHECKPOINTS].insert_one(checkpoint.to_document())
+    stored = await mongo_db[CHECKPOINTS].find_one({"provider": "ticketmaster"})
+    assert stored is not None
+    loaded = Checkpoint.model_validate(stored)
+    assert loaded.last_success_at == datetime(2026, 6, 1, 18, 0, tzinfo=UTC)
+    assert stored["last_success_at"].tzinfo is not None

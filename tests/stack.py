@@ -1,0 +1,120 @@
+"""Where the integration tests find their servers: env vars, testcontainers, or the local stack."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK = ROOT / "deploy" / "local" / "stack.py"
+ENV_KEYS = {"kafka": "KAFKA_BOOTSTRAP_SERVERS", "ferretdb": "MONGO_URL", "s3": "S3_ENDPOINT_URL"}
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    kafka: str
+    mongo_url: str
+    s3_url: str
+    origin: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+            "MONGO_URL": self.mongo_url,
+            "S3_ENDPOINT_URL": self.s3_url,
+        }
+
+
+def docker_available() -> bool:
+    """Whether a Docker engine answers (the client alone is not enough)."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        proc = subprocess.run(["docker", "info"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+def _stack(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(STACK), *args], capture_output=True, text=True, timeout=900
+    )
+
+
+@contextlib.contextmanager
+def local_stack(components: list[str]) -> Iterator[dict[str, str]]:
+    """Start the named local components unless running; stop only those this call started."""
+    status = _stack("status", *components)
+    running = {
+        line.split()[0]
+        for line in status.stdout.splitlines()[1:]
+        if line.split()[1:2] == ["running"] and "not answering" not in line
+    }
+    to_start = [c for c in components if c not in running]
+    if to_start:
+        up = _stack("up", *to_start)
+        if up.returncode != 0:
+            raise RuntimeError(f"local stack failed to start:\n{up.stdout}\n{up.stderr}")
+    env = _stack("env")
+    found = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in env.stdout.splitlines()
+        if line.startswith("export ")
+    )
+    try:
+        yield {key: found[key] for c in components for key in [ENV_KEYS[c]]}
+    finally:
+        if to_start and os.environ.get("MARQUEE_KEEP_STACK") != "1":
+            _stack("down", *to_start)
+
+
+@contextlib.contextmanager
+def containers() -> Iterator[dict[str, str]]:
+    """The same servers from official images, where a Docker engine runs."""
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.mongodb import MongoDbContainer
+
+    with (
+        KafkaContainer("apache/kafka:4.1.2").with_kraft() as kafka,
+        MongoDbContainer("mongo:7") as mongo,
+        DockerContainer("motoserver/moto:5.1.18").with_exposed_ports(5000) as moto,
+    ):
+        wait_for_logs(moto, "Running on", timeout=60)
+        yield {
+            "KAFKA_BOOTSTRAP_SERVERS": kafka.get_bootstrap_server(),
+            "MONGO_URL": mongo.get_connection_url(),
+            "S3_ENDPOINT_URL": (
+                f"http://{moto.get_container_host_ip()}:{moto.get_exposed_port(5000)}"
+            ),
+        }
+
+
+@contextlib.contextmanager
+def endpoints() -> Iterator[Endpoints]:
+    """Servers named by the environment win; the rest come from Docker or the local stack."""
+    given = {key: os.environ[key] for key in ENV_KEYS.values() if os.environ.get(key)}
+    missing = [c for c, key in ENV_KEYS.items() if key not in given]
+    if not missing:
+        yield Endpoints(
+            given["KAFKA_BOOTSTRAP_SERVERS"], given["MONGO_URL"], given["S3_ENDPOINT_URL"], "env"
+        )
+        return
+    use_docker = os.environ.get("MARQUEE_TEST_DOCKER", "auto") != "0" and docker_available()
+    source = containers() if use_docker else local_stack(missing)
+    with source as started:
+        merged = {**started, **given}
+        yield Endpoints(
+            merged["KAFKA_BOOTSTRAP_SERVERS"],
+            merged["MONGO_URL"],
+            merged["S3_ENDPOINT_URL"],
+            "testcontainers" if use_docker else "local stack",
+        )
