@@ -48,8 +48,9 @@ class Envelope:
 def parse_ce_headers(headers: Headers | tuple[tuple[str, bytes], ...]) -> Envelope:
     """Read the envelope back; raises ``ValueError`` naming a missing or bad header."""
     found = {k: v.decode() for k, v in headers}
-    missing = [k for k in ("ce_id", "ce_type", "ce_source", "ce_time", "ce_specversion")
-               if k not in found]
+    missing = [
+        k for k in ("ce_id", "ce_type", "ce_source", "ce_time", "ce_specversion") if k not in found
+    ]
     if missing:
         raise ValueError(f"missing CloudEvents headers: {', '.join(missing)}")
     moment = datetime.fromisoformat(found["ce_time"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 Check = Callable[[], Awaitable[None]]
 
 
-async def run_checks(checks: dict[str, Check], timeout_s: float = 3.0) -> dict[str, str]:
+async def run_checks(checks: Mapping[str, Check], timeout_s: float = 3.0) -> dict[str, str]:
     """Run each readiness check; the value is ``ok`` or the error that stopped it."""
 
     async def one(check: Check) -> str:
@@ -32,7 +32,7 @@ async def run_checks(checks: dict[str, Check], timeout_s: float = 3.0) -> dict[s
 class HealthServer:
     """Serves ``GET /healthz`` (alive), ``GET /readyz`` (dependencies answer), ``GET /metrics``."""
 
-    def __init__(self, metrics: ServiceMetrics, checks: dict[str, Check]) -> None:
+    def __init__(self, metrics: ServiceMetrics, checks: Mapping[str, Check]) -> None:
         self.metrics = metrics
         self.checks = checks
         self._server: asyncio.Server | None = None
@@ -58,7 +58,7 @@ class HealthServer:
             )
             writer.write(head.encode() + body)
             await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError, ConnectionError):
+        except (TimeoutError, asyncio.IncompleteReadError, ValueError, ConnectionError):
             pass
         finally:
             writer.close()

@@ -72,9 +72,7 @@ def new_topic(topic: Topic, settings: KafkaSettings) -> NewTopic:
     )
 
 
-async def ensure_topics(
-    settings: KafkaSettings, topics: Iterable[Topic] = TOPICS
-) -> list[str]:
+async def ensure_topics(settings: KafkaSettings, topics: Iterable[Topic] = TOPICS) -> list[str]:
     """Create the topics that do not exist yet; returns the names created (idempotent)."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers,

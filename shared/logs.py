@@ -15,7 +15,9 @@ correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=No
 
 # Provider credentials travel in query strings and headers; never let them reach a log line.
 _SECRET_PATTERNS = (
-    re.compile(r"(?i)\b(apikey|api_key|client_secret|client_id|token|access_token|key)=([^&\s\"']+)"),
+    re.compile(
+        r"(?i)\b(apikey|api_key|client_secret|client_id|token|access_token|key)=([^&\s\"']+)"
+    ),
     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),
     re.compile(r"(?i)(mongodb(?:\+srv)?://[^:/\s]+:)([^@\s]+)(@)"),
 )

@@ -23,8 +23,11 @@ CHECKPOINTS = "checkpoints"
 # Only plain and compound ascending/unique indexes: both MongoDB 7 and FerretDB 1.24 have them.
 INDEXES: dict[str, list[IndexModel]] = {
     EXTERNAL_EVENTS: [
-        IndexModel([("source", ASCENDING), ("external_id", ASCENDING)], unique=True,
-                   name="source_external_id_unique"),
+        IndexModel(
+            [("source", ASCENDING), ("external_id", ASCENDING)],
+            unique=True,
+            name="source_external_id_unique",
+        ),
         IndexModel([("source", ASCENDING), ("start_utc", ASCENDING)], name="source_start"),
         IndexModel([("venue_city", ASCENDING), ("start_utc", ASCENDING)], name="city_start"),
         IndexModel([("category", ASCENDING), ("start_utc", ASCENDING)], name="category_start"),
@@ -35,16 +38,21 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("updated_at", ASCENDING), ("_id", ASCENDING)], name="change_feed"),
     ],
     CATEGORIES: [
-        IndexModel([("name", ASCENDING), ("source", ASCENDING)], unique=True,
-                   name="name_source_unique"),
+        IndexModel(
+            [("name", ASCENDING), ("source", ASCENDING)], unique=True, name="name_source_unique"
+        ),
     ],
     LOCAL_EVENTS: [
-        IndexModel([("source", ASCENDING), ("external_event_id", ASCENDING)],
-                   name="source_external_event"),
+        IndexModel(
+            [("source", ASCENDING), ("external_event_id", ASCENDING)], name="source_external_event"
+        ),
     ],
     CHECKPOINTS: [
-        IndexModel([("provider", ASCENDING), ("stream", ASCENDING), ("partition", ASCENDING)],
-                   unique=True, name="provider_stream_partition_unique"),
+        IndexModel(
+            [("provider", ASCENDING), ("stream", ASCENDING), ("partition", ASCENDING)],
+            unique=True,
+            name="provider_stream_partition_unique",
+        ),
     ],
 }
 

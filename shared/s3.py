@@ -49,7 +49,8 @@ async def ensure_bucket(client: Any, bucket: str, region: str = "us-east-1") -> 
         await client.create_bucket(**kwargs)
     except ClientError as err:
         if err.response.get("Error", {}).get("Code") not in (
-            "BucketAlreadyOwnedByYou", "BucketAlreadyExists"
+            "BucketAlreadyOwnedByYou",
+            "BucketAlreadyExists",
         ):
             raise
         return False

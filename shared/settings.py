@@ -1,4 +1,4 @@
-"""Settings from the environment: one prefix per service, shared connection blocks, secret checks."""
+"""Settings from the environment: a prefix per service, shared connection blocks, secret checks."""
 
 from __future__ import annotations
 
@@ -94,9 +94,7 @@ class ServiceSettings(BaseSettings):
         if self.environment in ("dev", "test"):
             return self
         bad = [
-            path
-            for path, secret in _secrets(self, "")
-            if is_placeholder(secret.get_secret_value())
+            path for path, secret in _secrets(self, "") if is_placeholder(secret.get_secret_value())
         ]
         # MONGO_URL is a secret because it may hold credentials, not because it must.
         bad = [p for p in bad if p != "mongo.url"]

@@ -35,7 +35,7 @@ def kafka_settings(stack: Endpoints) -> KafkaSettings:
 
 @pytest.fixture(scope="session")
 def mongo_settings(stack: Endpoints) -> MongoSettings:
-    return MongoSettings(url=stack.mongo_url, server_selection_timeout_ms=5_000)  # type: ignore[arg-type]
+    return MongoSettings(url=stack.mongo_url, server_selection_timeout_ms=5_000)
 
 
 @pytest.fixture(scope="session")

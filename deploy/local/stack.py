@@ -159,10 +159,20 @@ def build_kafka() -> None:
         raise StackError("Kafka needs Java 17+ and Maven (apt-get install openjdk-17-jdk maven)")
     shutil.rmtree(KAFKA_JARS, ignore_errors=True)
     run_build(
-        ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-         f"-Dkafka.version={KAFKA_VERSION}", "-DincludeScope=runtime",
-         f"-DoutputDirectory={KAFKA_JARS}"],
-        cwd=HERE / "kafka", env=None, what=f"kafka {KAFKA_VERSION} jars (Maven Central)",
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-Dkafka.version={KAFKA_VERSION}",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={KAFKA_JARS}",
+        ],
+        cwd=HERE / "kafka",
+        env=None,
+        what=f"kafka {KAFKA_VERSION} jars (Maven Central)",
     )
     stamp.write_text(want)
 
@@ -180,7 +190,9 @@ def build_ferretdb() -> None:
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
     run_build(
         ["go", "build", "-trimpath", "-o", str(FERRETDB_BIN), "."],
-        cwd=src, env=env, what="ferretdb v1.24.2 (Go)",
+        cwd=src,
+        env=env,
+        what="ferretdb v1.24.2 (Go)",
     )
     stamp.write_text(want)
 
@@ -255,9 +267,20 @@ def kafka_prepare(ports: dict[str, int]) -> None:
     if not (data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         proc = subprocess.run(
-            ["java", "-cp", f"{KAFKA_JARS}/*", f"-Dlog4j2.configurationFile={log4j}",
-             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-            capture_output=True, text=True,
+            [
+                "java",
+                "-cp",
+                f"{KAFKA_JARS}/*",
+                f"-Dlog4j2.configurationFile={log4j}",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+            ],
+            capture_output=True,
+            text=True,
         )
         if proc.returncode != 0:
             raise StackError(f"formatting Kafka storage failed:\n{proc.stdout}{proc.stderr}")
@@ -266,11 +289,18 @@ def kafka_prepare(ports: dict[str, int]) -> None:
 def kafka_command(ports: dict[str, int]) -> list[str]:
     heap = os.environ.get("MARQUEE_KAFKA_HEAP", "512m")
     return [
-        "java", f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        "java",
+        f"-Xmx{heap}",
+        f"-Xms{heap}",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.yaml'}",
         f"-Dkafka.logs.dir={LOGS}",
-        "-cp", f"{KAFKA_JARS}/*", "kafka.Kafka", str(KAFKA_DIR / "server.properties"),
+        "-cp",
+        f"{KAFKA_JARS}/*",
+        "kafka.Kafka",
+        str(KAFKA_DIR / "server.properties"),
     ]
 
 
@@ -293,8 +323,9 @@ def kafka_ready(ports: dict[str, int]) -> None:
             meta = await producer.send_and_wait(topic, token, partition=0)
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False,
-                                    request_timeout_ms=5000)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=servers, enable_auto_commit=False, request_timeout_ms=5000
+        )
         try:
             await consumer.start()
             from aiokafka import TopicPartition
@@ -315,8 +346,13 @@ def kafka_ready(ports: dict[str, int]) -> None:
 
 
 def ferretdb_command(ports: dict[str, int]) -> list[str]:
-    return [str(FERRETDB_BIN), "--listen-addr", f"{HOST}:{ports['port']}",
-            "--sqlite-dir", str(RUN / "ferretdb" / "data")]
+    return [
+        str(FERRETDB_BIN),
+        "--listen-addr",
+        f"{HOST}:{ports['port']}",
+        "--sqlite-dir",
+        str(RUN / "ferretdb" / "data"),
+    ]
 
 
 def ferretdb_ready(ports: dict[str, int]) -> None:
@@ -354,8 +390,15 @@ def no_build() -> None:
 
 
 COMPONENTS: dict[str, Component] = {
-    "kafka": Component("kafka", ("port", "controller"), build_kafka, kafka_command, kafka_ready,
-                       prepare=kafka_prepare, start_timeout_s=120),
+    "kafka": Component(
+        "kafka",
+        ("port", "controller"),
+        build_kafka,
+        kafka_command,
+        kafka_ready,
+        prepare=kafka_prepare,
+        start_timeout_s=120,
+    ),
     "ferretdb": Component("ferretdb", ("port",), build_ferretdb, ferretdb_command, ferretdb_ready),
     "s3": Component("s3", ("port",), no_build, moto_command, moto_ready),
 }
@@ -395,8 +438,12 @@ def start(comp: Component, state: dict[str, dict[str, object]]) -> Callable[[], 
         out.write(f"\n==== start {time.strftime('%Y-%m-%dT%H:%M:%S%z')} ====\n".encode())
         out.flush()
         proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=RUN, start_new_session=True,  # survives the shell that ran `up`
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=RUN,
+            start_new_session=True,  # survives the shell that ran `up`
         )
     comp.pidfile.write_text(str(proc.pid))
     state[comp.name] = {**ports, "pid": proc.pid, "argv": argv}
@@ -419,8 +466,9 @@ def wait_ready(comp: Component, ports: dict[str, int], pid: int | None) -> None:
             time.sleep(0.5)
             continue
         return
-    raise StackError(f"{comp.name} not ready after {comp.start_timeout_s:.0f}s ({last}); "
-                     f"see {comp.logfile}")
+    raise StackError(
+        f"{comp.name} not ready after {comp.start_timeout_s:.0f}s ({last}); see {comp.logfile}"
+    )
 
 
 def stop(comp: Component, state: dict[str, dict[str, object]], timeout_s: float = 20) -> None:
@@ -518,12 +566,15 @@ def cmd_logs(names: list[str], lines: int, follow: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name, help_ in (("up", "build what is missing, start, wait until ready"),
-                        ("down", "stop what this stack started"),
-                        ("status", "show each component (exit 3 if any is not answering)")):
+    for name, help_ in (
+        ("up", "build what is missing, start, wait until ready"),
+        ("down", "stop what this stack started"),
+        ("status", "show each component (exit 3 if any is not answering)"),
+    ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("components", nargs="*", help=f"any of {', '.join(COMPONENTS)}")
         if name == "down":

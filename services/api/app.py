@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -20,7 +21,7 @@ def get_metrics(request: Request) -> ServiceMetrics:
 Metrics = Annotated[ServiceMetrics, Depends(get_metrics)]
 
 
-def create_app(metrics: ServiceMetrics, checks: dict[str, Check]) -> FastAPI:
+def create_app(metrics: ServiceMetrics, checks: Mapping[str, Check]) -> FastAPI:
     """Build the app around what the composition root wired (tests pass their own)."""
     app = FastAPI(title="Marquee API", version="0.1.0")
     app.state.metrics = metrics

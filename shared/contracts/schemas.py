@@ -12,6 +12,8 @@ import orjson
 from shared.contracts.base import Contract
 from shared.contracts.topics import ALL_CONTRACTS
 
+__all__ = ["ALL_CONTRACTS", "DEFAULT_DIR", "main", "problems", "schema_of", "write"]
+
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 
 

@@ -33,7 +33,8 @@ async def test_upsert_and_unique_violation(mongo_db: AsyncDatabase[Document]) ->
     result = await events.update_one(key, {"$set": {"title": "A", "version": 1}}, upsert=True)
     assert result.upserted_id is not None
     result = await events.update_one(key, {"$set": {"title": "B", "version": 2}}, upsert=True)
-    assert result.upserted_id is None and result.modified_count == 1
+    assert result.upserted_id is None
+    assert result.modified_count == 1
     assert await events.count_documents(key) == 1
     with pytest.raises(DuplicateKeyError):
         await events.insert_one({**key, "title": "dup"})
@@ -47,7 +48,9 @@ async def test_version_guard_keeps_newer(mongo_db: AsyncDatabase[Document]) -> N
     )
     assert stale.matched_count == 0
     doc = await events.find_one({"_id": "e1"})
-    assert doc is not None and doc["title"] == "new" and doc["version"] == 5
+    assert doc is not None
+    assert doc["title"] == "new"
+    assert doc["version"] == 5
 
 
 async def test_unordered_bulk_upserts_and_duplicate(mongo_db: AsyncDatabase[Document]) -> None:
@@ -64,7 +67,8 @@ async def test_unordered_bulk_upserts_and_duplicate(mongo_db: AsyncDatabase[Docu
     result = await categories.bulk_write(upserts, ordered=False)
     assert result.upserted_count == 50
     result = await categories.bulk_write(upserts, ordered=False)
-    assert result.upserted_count == 0 and result.matched_count == 50
+    assert result.upserted_count == 0
+    assert result.matched_count == 50
 
     inserts = [InsertOne({"name": f"new{i}", "source": "marquee"}) for i in range(20)]
     # The violating write goes last: FerretDB's SQLite backend stops an unordered bulk at the

@@ -15,7 +15,10 @@ async def test_put_get_gzip_page(s3_settings: S3Settings, unique: str) -> None:
         assert await ensure_bucket(s3, s3_settings.bucket) is True
         assert await ensure_bucket(s3, s3_settings.bucket) is False
         await s3.put_object(
-            Bucket=s3_settings.bucket, Key=key, Body=body, ContentEncoding="gzip",
+            Bucket=s3_settings.bucket,
+            Key=key,
+            Body=body,
+            ContentEncoding="gzip",
             ContentType="application/json",
         )
         got = await s3.get_object(Bucket=s3_settings.bucket, Key=key)

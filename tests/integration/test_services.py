@@ -40,8 +40,11 @@ def test_service_reports_ready(service: str, service_env: dict[str, str]) -> Non
     port = _free_port()
     env = {**service_env, f"{service.upper()}_HTTP_PORT": str(port)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", f"services.{service}"], cwd=ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [sys.executable, "-m", f"services.{service}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         response = _wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
@@ -60,15 +63,24 @@ def test_service_reports_ready(service: str, service_env: dict[str, str]) -> Non
 
 def test_readyz_fails_when_a_dependency_is_down(service_env: dict[str, str]) -> None:
     port, dead = _free_port(), _free_port()
-    env = {**service_env, "NORMALIZER_HTTP_PORT": str(port),
-           "MONGO_URL": f"mongodb://127.0.0.1:{dead}/"}
-    proc = subprocess.Popen([sys.executable, "-m", "services.normalizer"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **service_env,
+        "NORMALIZER_HTTP_PORT": str(port),
+        "MONGO_URL": f"mongodb://127.0.0.1:{dead}/",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.normalizer"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         response = _wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
         assert response.status_code == 503
         checks = response.json()["checks"]
-        assert checks["kafka"] == "ok" and checks["mongo"] != "ok"
+        assert checks["kafka"] == "ok"
+        assert checks["mongo"] != "ok"
     finally:
         proc.terminate()
         proc.wait(20)
@@ -76,12 +88,24 @@ def test_readyz_fails_when_a_dependency_is_down(service_env: dict[str, str]) -> 
 
 def test_bootstrap_command(service_env: dict[str, str], unique: str) -> None:
     env = {**service_env, "S3_BUCKET": f"boot-{unique}", "MONGO_DATABASE": f"boot_{unique}"}
-    first = subprocess.run([sys.executable, "-m", "shared.bootstrap"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=120)
+    first = subprocess.run(
+        [sys.executable, "-m", "shared.bootstrap"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert first.returncode == 0, first.stderr
     assert f"bucket boot-{unique}: created" in first.stdout
-    again = subprocess.run([sys.executable, "-m", "shared.bootstrap"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "shared.bootstrap"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0, again.stderr
     assert "topics created: none (all exist)" in again.stdout
     assert f"bucket boot-{unique}: exists" in again.stdout

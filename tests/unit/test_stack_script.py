@@ -1,0 +1,70 @@
+"""The local stack script: port choice, pid ownership, endpoints (no servers started)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "stack_under_test", ROOT / "deploy/local/stack.py"
+    )
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+stack = _load()
+
+
+def test_busy_override_port_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        monkeypatch.setenv("MARQUEE_KAFKA_PORT", str(port))
+        with pytest.raises(stack.StackError, match=f"MARQUEE_KAFKA_PORT={port}.*busy"):
+            stack.choose_port("kafka", "port", None)
+
+
+def test_previous_port_reused_when_free_else_replaced() -> None:
+    free = stack.free_port()
+    assert stack.choose_port("ferretdb", "port", free) == free
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        assert stack.choose_port("ferretdb", "port", taken) != taken
+
+
+def test_ours_checks_the_exact_command() -> None:
+    me = [Path(f"/proc/{os.getpid()}/cmdline").read_bytes().split(b"\0")[0].decode()]
+    assert stack.ours(os.getpid(), ["/bin/definitely-not-this"]) is False
+    assert stack.ours(os.getpid(), None) is False
+    assert stack.ours(2**22 + 7, me) is False
+
+
+def test_endpoints_from_state() -> None:
+    state = {"kafka": {"port": 1}, "ferretdb": {"port": 2}, "s3": {"port": 3}}
+    assert stack.endpoints(state) == {
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        "MONGO_URL": "mongodb://127.0.0.1:2/",
+        "S3_ENDPOINT_URL": "http://127.0.0.1:3",
+    }
+
+
+def test_unknown_component_rejected() -> None:
+    with pytest.raises(stack.StackError, match="unknown component"):
+        stack.select(["zookeeper"])
