@@ -65,6 +65,7 @@ def make_client(settings: MongoSettings, *, appname: str = "marquee") -> AsyncMo
         tz_aware=True,
         tzinfo=UTC,
         serverSelectionTimeoutMS=settings.server_selection_timeout_ms,
+        socketTimeoutMS=settings.socket_timeout_ms,
     )
 
 

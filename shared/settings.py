@@ -42,6 +42,8 @@ class MongoSettings(BaseSettings):
     url: SecretStr = SecretStr("mongodb://127.0.0.1:27017/")
     database: str = "marquee"
     server_selection_timeout_ms: int = Field(default=10_000, ge=100)
+    # A wedged server must surface as an error the caller retries, not a hang.
+    socket_timeout_ms: int = Field(default=60_000, ge=100)
     write_concern_w: int | Literal["majority"] = "majority"
     journal: bool = True
 

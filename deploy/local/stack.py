@@ -177,22 +177,62 @@ def build_kafka() -> None:
     stamp.write_text(want)
 
 
+FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
+FERRETDB_VERSION = "v1.24.2"
+
+
 def build_ferretdb() -> None:
+    """Build FerretDB from its module source with our patches applied (see ferretdb/*.patch)."""
     src = HERE / "ferretdb"
+    patches = sorted(src.glob("*.patch"))
     stamp = FERRETDB_BIN.with_suffix(".stamp")
-    want = stamp_of(src / "go.mod", src / "go.sum", src / "main.go")
+    want = stamp_of(src / "go.mod", src / "go.sum", src / "main.go", *patches)
     if FERRETDB_BIN.exists() and stamp.exists() and stamp.read_text() == want:
         return
     if shutil.which("go") is None:
         raise StackError("FerretDB is built from source and needs Go 1.24+ on PATH")
+    if patches and shutil.which("patch") is None:
+        raise StackError("FerretDB's build applies deploy/local/ferretdb/*.patch and needs `patch`")
     FERRETDB_BIN.parent.mkdir(parents=True, exist_ok=True)
     # Pure-Go SQLite (modernc) so no C toolchain is needed; -mod=mod lets go.sum fill itself.
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+    work = CACHE / "ferretdb"
+    patched = work / f"FerretDB-{FERRETDB_VERSION}"
+    shutil.rmtree(patched, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
     run_build(
-        ["go", "build", "-trimpath", "-o", str(FERRETDB_BIN), "."],
+        ["go", "mod", "download", "-json", f"{FERRETDB_MODULE}@{FERRETDB_VERSION}"],
         cwd=src,
         env=env,
-        what="ferretdb v1.24.2 (Go)",
+        what=f"ferretdb-source {FERRETDB_VERSION} (Go module proxy)",
+    )
+    info = json.loads((LOGS / "build-ferretdb-source.log").read_text())
+    # The module cache is read-only: copy it, then make the copy writable so it can be patched.
+    shutil.copytree(info["Dir"], patched, copy_function=shutil.copyfile)
+    for path in [patched, *patched.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)
+    for patch in patches:
+        run_build(
+            ["patch", "-p1", "--forward", "--batch", "-i", str(patch)],
+            cwd=patched,
+            env=None,
+            what=f"ferretdb-patch {patch.name}",
+        )
+    # Build against the patched copy through a private go.mod; the committed one stays clean.
+    modfile = work / "go.mod"
+    shutil.copyfile(src / "go.mod", modfile)
+    shutil.copyfile(src / "go.sum", work / "go.sum")
+    run_build(
+        ["go", "mod", "edit", f"-modfile={modfile}", f"-replace={FERRETDB_MODULE}={patched}"],
+        cwd=src,
+        env=env,
+        what="ferretdb-modfile (replace with the patched copy)",
+    )
+    run_build(
+        ["go", "build", f"-modfile={modfile}", "-trimpath", "-o", str(FERRETDB_BIN), "."],
+        cwd=src,
+        env=env,
+        what=f"ferretdb {FERRETDB_VERSION} (Go, patched)",
     )
     stamp.write_text(want)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -81,6 +82,18 @@ async def test_unordered_bulk_upserts_and_duplicate(mongo_db: AsyncDatabase[Docu
     assert details["nInserted"] == 20
     assert [(e["index"], e["code"]) for e in details["writeErrors"]] == [(20, 11000)]
     assert await categories.count_documents({}) == 70
+
+
+async def test_bulk_update_of_many_existing_documents(mongo_db: AsyncDatabase[Document]) -> None:
+    # FerretDB 1.24.2 upstream holds one pooled connection per matched update until the
+    # command ends and deadlocks at ~100; the local stack builds it with a fix (see
+    # deploy/local/ferretdb/update-iterator-leak.patch). A hang fails here by timeout.
+    docs = mongo_db["bulk_existing"]
+    await docs.insert_many([{"_id": f"e{i}", "version": 1} for i in range(250)])
+    ops = [UpdateOne({"_id": f"e{i}"}, {"$set": {"version": 2}}, upsert=True) for i in range(250)]
+    result = await asyncio.wait_for(docs.bulk_write(ops, ordered=False), timeout=60)
+    assert (result.matched_count, result.modified_count, result.upserted_count) == (250, 250, 0)
+    assert await docs.count_documents({"version": 2}) == 250
 
 
 async def test_datetimes_round_trip_aware_utc(mongo_db: AsyncDatabase[Document]) -> None:

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pymongo import MongoClient
+
+from shared.settings import MongoSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,7 +89,9 @@ def test_readyz_fails_when_a_dependency_is_down(service_env: dict[str, str]) -> 
         proc.wait(20)
 
 
-def test_bootstrap_command(service_env: dict[str, str], unique: str) -> None:
+def test_bootstrap_command(
+    service_env: dict[str, str], unique: str, mongo_settings: MongoSettings
+) -> None:
     env = {**service_env, "S3_BUCKET": f"boot-{unique}", "MONGO_DATABASE": f"boot_{unique}"}
     first = subprocess.run(
         [sys.executable, "-m", "shared.bootstrap"],
@@ -109,3 +114,7 @@ def test_bootstrap_command(service_env: dict[str, str], unique: str) -> None:
     assert again.returncode == 0, again.stderr
     assert "topics created: none (all exist)" in again.stdout
     assert f"bucket boot-{unique}: exists" in again.stdout
+    client: MongoClient[dict[str, object]]
+    with MongoClient(mongo_settings.url.get_secret_value()) as client:
+        assert "external_events" in client[f"boot_{unique}"].list_collection_names()
+        client.drop_database(f"boot_{unique}")
