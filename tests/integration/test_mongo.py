@@ -96,6 +96,18 @@ async def test_bulk_update_of_many_existing_documents(mongo_db: AsyncDatabase[Do
     assert await docs.count_documents({"version": 2}) == 250
 
 
+async def test_version_guarded_lookup_uses_the_id_index(mongo_db: AsyncDatabase[Document]) -> None:
+    # Upstream FerretDB 1.24.2 scans the whole table for any _id lookup (and any filter with
+    # more than _id); the local build is patched (deploy/local/ferretdb/sqlite-id-*.patch).
+    docs = mongo_db["guarded"]
+    await docs.insert_many([{"_id": f"g{i}", "version": 1} for i in range(20)])
+    plan = await mongo_db.command(
+        "explain", {"find": "guarded", "filter": {"_id": "g7", "version": {"$lt": 2}}}
+    )
+    planner = str(plan["queryPlanner"])
+    assert any(word in planner for word in ("USING INDEX", "IXSCAN", "IDHACK", "EXPRESS")), planner
+
+
 async def test_datetimes_round_trip_aware_utc(mongo_db: AsyncDatabase[Document]) -> None:
     cest = timezone(timedelta(hours=2))
     checkpoint = Checkpoint(
