@@ -204,7 +204,7 @@ async def mongo_upserts(
 
 async def run(args: argparse.Namespace, kafka: str, mongo_url: str) -> list[Figure]:
     kafka_settings = KafkaSettings(bootstrap_servers=kafka, client_id="marquee-bench")
-    mongo_settings = MongoSettings(url=mongo_url)  # type: ignore[arg-type]
+    mongo_settings = MongoSettings(url=mongo_url)
     topic = f"bench.{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
     await admin.start()
