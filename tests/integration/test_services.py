@@ -93,24 +93,21 @@ def test_bootstrap_command(
     service_env: dict[str, str], unique: str, mongo_settings: MongoSettings
 ) -> None:
     env = {**service_env, "S3_BUCKET": f"boot-{unique}", "MONGO_DATABASE": f"boot_{unique}"}
-    first = subprocess.run(
-        [sys.executable, "-m", "shared.bootstrap"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+
+    def bootstrap() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "shared.bootstrap"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    first = bootstrap()
     assert first.returncode == 0, first.stderr
     assert f"bucket boot-{unique}: created" in first.stdout
-    again = subprocess.run(
-        [sys.executable, "-m", "shared.bootstrap"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = bootstrap()
     assert again.returncode == 0, again.stderr
     assert "topics created: none (all exist)" in again.stdout
     assert f"bucket boot-{unique}: exists" in again.stdout
