@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["dev", "test", "staging", "prod"]
@@ -63,13 +63,19 @@ class S3Settings(BaseSettings):
     max_attempts: int = Field(default=5, ge=1)
 
 
-def _secrets(value: Any, path: str) -> list[tuple[str, SecretStr]]:
+def _secrets(value: Any, path: str, env: str = "") -> list[tuple[str, SecretStr]]:
+    """Every secret below ``value`` as ("path (ENV_VAR)", secret); disabled providers skipped."""
     if isinstance(value, SecretStr):
-        return [(path, value)]
+        return [(f"{path} ({env})", value)]
     if isinstance(value, BaseSettings):
+        if not getattr(value, "enabled", True):
+            return []
+        prefix = str(value.model_config.get("env_prefix") or "")
         found: list[tuple[str, SecretStr]] = []
         for name in type(value).model_fields:
-            found += _secrets(getattr(value, name), f"{path}.{name}" if path else name)
+            found += _secrets(
+                getattr(value, name), f"{path}.{name}" if path else name, f"{prefix}{name}".upper()
+            )
         return found
     return []
 
@@ -99,7 +105,7 @@ class ServiceSettings(BaseSettings):
             path for path, secret in _secrets(self, "") if is_placeholder(secret.get_secret_value())
         ]
         # MONGO_URL is a secret because it may hold credentials, not because it must.
-        bad = [p for p in bad if p != "mongo.url"]
+        bad = [p for p in bad if not p.startswith("mongo.url ")]
         if bad:
             raise ValueError(
                 f"secrets left at placeholder values in {self.environment}: "
@@ -109,10 +115,99 @@ class ServiceSettings(BaseSettings):
         return self
 
 
+class ProviderSettings(BaseSettings):
+    """One provider's endpoint, credentials and call budget; switching to the real API (or the
+    sandbox) is only ``<PROVIDER>_BASE_URL`` plus credentials."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    enabled: bool = True
+    base_url: str
+    rate_per_s: float = Field(default=2.0, ge=0)
+    quota: int | None = Field(default=None, ge=1, description="calls per quota period")
+    quota_period_s: float = Field(default=86_400.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class TicketmasterSettings(ProviderSettings):
+    model_config = SettingsConfigDict(env_prefix="TICKETMASTER_", extra="ignore")
+
+    base_url: str = "https://app.ticketmaster.com/discovery/v2/"
+    api_key: SecretStr = SecretStr("dev-ticketmaster-key")
+    # Docs say 5/s, the FAQ says 2/s: stay under the lower one. 5,000 calls a day.
+    rate_per_s: float = Field(default=2.0, ge=0)
+    quota: int | None = Field(default=5000, ge=1)
+
+
+class SeatGeekSettings(ProviderSettings):
+    model_config = SettingsConfigDict(env_prefix="SEATGEEK_", extra="ignore")
+
+    base_url: str = "https://api.seatgeek.com/2/"
+    client_id: SecretStr = SecretStr("dev-seatgeek-client-id")
+    client_secret: SecretStr = SecretStr("dev-seatgeek-client-secret")
+    rate_per_s: float = Field(default=2.0, ge=0)
+
+
+class EventbriteSettings(ProviderSettings):
+    model_config = SettingsConfigDict(env_prefix="EVENTBRITE_", extra="ignore")
+
+    base_url: str = "https://www.eventbriteapi.com/v3/"
+    token: SecretStr = SecretStr("dev-eventbrite-token")
+    rate_per_s: float = Field(default=2.0, ge=0)
+    quota: int | None = Field(default=2000, ge=1)
+    quota_period_s: float = Field(default=3600.0, gt=0)
+    organizations: list[str] = Field(
+        default_factory=list, description="organization ids to list; empty: the token's own"
+    )
+
+
+class MeetupSettings(ProviderSettings):
+    model_config = SettingsConfigDict(env_prefix="MEETUP_", extra="ignore")
+
+    base_url: str = "https://api.meetup.com/"
+    token: SecretStr = SecretStr("dev-meetup-token")
+    rate_per_s: float = Field(default=2.0, ge=0)
+    groups: list[str] = Field(default_factory=list, description="group urlnames to list")
+
+
+class SpotifySettings(ProviderSettings):
+    model_config = SettingsConfigDict(env_prefix="SPOTIFY_", extra="ignore")
+
+    base_url: str = "https://api.spotify.com/v1/"
+    token_url: str = "https://accounts.spotify.com/api/token"  # noqa: S105 (a URL)
+    client_id: SecretStr = SecretStr("dev-spotify-client-id")
+    client_secret: SecretStr = SecretStr("dev-spotify-client-secret")
+    rate_per_s: float = Field(default=2.0, ge=0)
+
+
 class IngestorSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INGESTOR_", extra="ignore")
 
     group_id: str = "marquee-ingestor"
+    # The seed's names (SYNC_INTERVAL_HOURS, ...) work too.
+    sync_interval_hours: float = Field(
+        default=24.0,
+        gt=0,
+        validation_alias=AliasChoices("INGESTOR_SYNC_INTERVAL_HOURS", "SYNC_INTERVAL_HOURS"),
+    )
+    max_events_per_sync: int = Field(
+        default=10_000,
+        ge=1,
+        validation_alias=AliasChoices("INGESTOR_MAX_EVENTS_PER_SYNC", "MAX_EVENTS_PER_SYNC"),
+    )
+    enable_auto_sync: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("INGESTOR_ENABLE_AUTO_SYNC", "ENABLE_AUTO_SYNC"),
+    )
+    horizon_days: int = Field(default=90, ge=1, le=730)
+    freshness_minutes: float = Field(
+        default=60.0, ge=0, description="an identical call within this window is not repeated"
+    )
+    ticketmaster: TicketmasterSettings = Field(default_factory=TicketmasterSettings)
+    seatgeek: SeatGeekSettings = Field(default_factory=SeatGeekSettings)
+    eventbrite: EventbriteSettings = Field(default_factory=EventbriteSettings)
+    meetup: MeetupSettings = Field(default_factory=MeetupSettings)
+    spotify: SpotifySettings = Field(default_factory=SpotifySettings)
 
 
 class NormalizerSettings(ServiceSettings):

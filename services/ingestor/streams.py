@@ -1,0 +1,163 @@
+"""Provider streams: one class per (provider, entity) with its paginator and date-window slicing."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from services.ingestor.http import ApiClient, Page
+from shared.contracts import Provider
+from shared.contracts.messages import Entity
+
+Query = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A half-open UTC time slice [start, end) of event start times."""
+
+    start: datetime
+    end: datetime
+
+    def halves(self) -> tuple[Window, Window]:
+        middle = self.start + (self.end - self.start) / 2
+        # Keep slices on whole seconds: providers take second-precision timestamps.
+        middle = middle.replace(microsecond=0)
+        return Window(self.start, middle), Window(middle, self.end)
+
+    @property
+    def label(self) -> str:
+        return f"{self.start:%Y%m%dT%H%M%S}-{self.end:%Y%m%dT%H%M%S}"
+
+    def splittable(self) -> bool:
+        return self.end - self.start > timedelta(minutes=2)
+
+
+def day_windows(start: datetime, days: int, step_days: int = 1) -> Iterator[Window]:
+    """Fixed UTC-day windows, so partitions (and their checkpoints) are stable across syncs."""
+    first = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    for offset in range(0, days, step_days):
+        lo = first + timedelta(days=offset)
+        yield Window(lo, lo + timedelta(days=min(step_days, days - offset)))
+
+
+class Paginator(ABC):
+    """Knows how a provider pages: the next request's parameters, or None at the end."""
+
+    @abstractmethod
+    def first(self, params: Query) -> Query: ...
+
+    @abstractmethod
+    def next(self, params: Query, page: Page, count: int) -> Query | None: ...
+
+
+@dataclass(frozen=True)
+class PageNumberPaginator(Paginator):
+    """``page`` + ``size`` parameters (Ticketmaster 0-based, SeatGeek 1-based).
+
+    ``reachable`` is the deep-paging cap: no request may ask for a record past it.
+    """
+
+    page_param: str
+    size_param: str
+    size: int
+    first_page: int
+    reachable: int
+
+    def first(self, params: Query) -> Query:
+        return {**params, self.page_param: self.first_page, self.size_param: self.size}
+
+    def next(self, params: Query, page: Page, count: int) -> Query | None:
+        if count < self.size:
+            return None
+        number = int(params[self.page_param]) + 1
+        if (number - self.first_page + 1) * self.size > self.reachable:
+            return None
+        return {**params, self.page_param: number}
+
+
+class Stream(ABC):
+    """One provider endpoint that lists records (Singer SDK style)."""
+
+    provider: ClassVar[Provider]
+    name: ClassVar[str]
+    entity: ClassVar[Entity] = Entity.EVENT
+    path: ClassVar[str]
+    primary_key: ClassVar[str] = "id"
+    # How many records one query can reach before deep paging breaks (None: unlimited).
+    cap: ClassVar[int | None] = None
+
+    def __init__(self, client: ApiClient | None = None) -> None:
+        # Without a client a stream can still parse pages (replay from the archive).
+        self._client = client
+
+    @property
+    def client(self) -> ApiClient:
+        if self._client is None:
+            raise RuntimeError(f"{self.provider.value} {self.name} stream has no HTTP client")
+        return self._client
+
+    @abstractmethod
+    def paginator(self) -> Paginator: ...
+
+    @abstractmethod
+    def records(self, page: Page) -> list[dict[str, Any]]: ...
+
+    def total(self, page: Page) -> int | None:
+        """How many records the query matches, if the provider says."""
+        return None
+
+    def record_id(self, record: Mapping[str, Any]) -> str:
+        return str(record[self.primary_key])
+
+    def window_params(self, window: Window) -> Query:
+        """The query parameters that restrict this stream to ``window``."""
+        raise NotImplementedError(f"{self.provider.value} {self.name} cannot slice by date")
+
+    def detail_path(self, external_id: str) -> str | None:
+        """Where one record is refetched (for cancellation checks), if anywhere."""
+        return None
+
+    def detail_record(self, page: Page) -> dict[str, Any] | None:
+        return page.data if isinstance(page.data, dict) else None
+
+    async def fetch(self, page_params: Query) -> Page:
+        return await self.client.get(self.path, page_params)
+
+    async def pages(self, params: Query, first: Page | None = None) -> AsyncIterator[Page]:
+        """Every page of one query; ``first`` reuses a page already fetched (by the slicer)."""
+        paginator = self.paginator()
+        current: Query | None = paginator.first(params)
+        while current is not None:
+            page = first if first is not None else await self.fetch(current)
+            first = None
+            yield page
+            current = paginator.next(current, page, len(self.records(page)))
+
+    async def probe(self, params: Query) -> tuple[Page, int | None]:
+        """The first page of a query and its total, to decide whether to slice further."""
+        page = await self.fetch(self.paginator().first(params))
+        return page, self.total(page)
+
+    async def slices(
+        self, params: Query, window: Window
+    ) -> AsyncIterator[tuple[Window, Query, Page]]:
+        """Split ``window`` until each slice's total fits under the deep-paging cap.
+
+        Yields each final slice with its parameters and first page (no call is wasted:
+        a slice's probe is its first page). A slice that cannot be split further but is still
+        over the cap is fetched up to the cap and the loss is logged by the caller.
+        """
+        pending = [window]
+        while pending:
+            current = pending.pop(0)
+            query = {**params, **self.window_params(current)}
+            page, total = await self.probe(query)
+            over = self.cap is not None and total is not None and total > self.cap
+            if over and current.splittable():
+                pending[:0] = list(current.halves())
+                continue
+            yield current, query, page

@@ -1,0 +1,150 @@
+"""The ingestor's composition root: provider clients, streams and default queries from settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from services.ingestor.budget import Budget
+from services.ingestor.errors import Action, Outcome
+from services.ingestor.http import ApiClient, ApiKeyParam, Auth, BasicAuth
+from services.ingestor.providers.seatgeek import (
+    SeatGeekEvents,
+    SeatGeekPerformers,
+    SeatGeekTaxonomies,
+    SeatGeekVenues,
+)
+from services.ingestor.providers.ticketmaster import (
+    TicketmasterAttractions,
+    TicketmasterClassifications,
+    TicketmasterEvents,
+    TicketmasterVenues,
+)
+from services.ingestor.streams import Stream
+from services.ingestor.sync import SyncQuery
+from shared.contracts import Provider
+from shared.metrics import ServiceMetrics
+from shared.settings import IngestorSettings, ProviderSettings
+
+STREAM_CLASSES: dict[Provider, list[type[Stream]]] = {
+    Provider.TICKETMASTER: [
+        TicketmasterEvents,
+        TicketmasterVenues,
+        TicketmasterAttractions,
+        TicketmasterClassifications,
+    ],
+    Provider.SEATGEEK: [SeatGeekEvents, SeatGeekVenues, SeatGeekPerformers, SeatGeekTaxonomies],
+}
+
+# The seed's defaults: four segments per provider, 90-day horizon, daily.
+DEFAULT_QUERIES: list[SyncQuery] = [
+    *(
+        SyncQuery(Provider.TICKETMASTER, "events", name, {"classificationName": name})
+        for name in ("music", "sports", "arts", "family")
+    ),
+    *(
+        SyncQuery(Provider.SEATGEEK, "events", name, {"taxonomies.name": name})
+        for name in ("concert", "sports", "theater", "comedy")
+    ),
+]
+
+
+class IngestorMetrics:
+    """Calls, errors, 429s and budget left per provider; records published per provider."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self.base = metrics
+        self.calls = metrics.counter("provider_calls_total", "HTTP calls", ("provider", "status"))
+        self.errors = metrics.counter(
+            "provider_errors_total", "calls that did not succeed", ("provider", "action")
+        )
+        self.throttled = metrics.counter(
+            "provider_throttled_total", "429/406/HIT_RATE_LIMIT answers", ("provider",)
+        )
+        self.budget_left = metrics.gauge(
+            "provider_budget_remaining", "calls left in the quota period", ("provider",)
+        )
+        self.records = metrics.counter(
+            "records_published_total", "records sent to raw.events", ("provider",)
+        )
+        self.records_per_s = metrics.gauge(
+            "records_per_second", "records/s of the running sync", ("provider",)
+        )
+
+    def observe(self, provider: Provider, url: str, status: int | None, outcome: Outcome) -> None:
+        self.calls.labels(provider.value, str(status or "none")).inc()
+        if outcome.action is not Action.OK:
+            self.errors.labels(provider.value, outcome.action.value).inc()
+        if outcome.action in (Action.RATE_LIMITED, Action.QUOTA_SPENT):
+            self.throttled.labels(provider.value).inc()
+
+
+@dataclass
+class CallCounter:
+    """Counts calls per provider (what the benchmark and the CLI summary report)."""
+
+    calls: dict[Provider, int] = field(default_factory=dict)
+    failures: dict[Provider, int] = field(default_factory=dict)
+
+    def observe(self, provider: Provider, url: str, status: int | None, outcome: Outcome) -> None:
+        self.calls[provider] = self.calls.get(provider, 0) + 1
+        if outcome.action is not Action.OK:
+            self.failures[provider] = self.failures.get(provider, 0) + 1
+
+
+def provider_settings(settings: IngestorSettings, provider: Provider) -> ProviderSettings:
+    chosen: ProviderSettings = getattr(settings, provider.value)
+    return chosen
+
+
+def auth_for(settings: IngestorSettings, provider: Provider) -> Auth:
+    match provider:
+        case Provider.TICKETMASTER:
+            return ApiKeyParam(settings.ticketmaster.api_key.get_secret_value())
+        case Provider.SEATGEEK:
+            return BasicAuth(
+                settings.seatgeek.client_id.get_secret_value(),
+                settings.seatgeek.client_secret.get_secret_value(),
+            )
+        case _:
+            raise NotImplementedError(f"{provider.value} connector is not built yet")
+
+
+def make_client(
+    settings: IngestorSettings,
+    provider: Provider,
+    *,
+    observers: list[Callable[[Provider, str, int | None, Outcome], None]] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> ApiClient:
+    ps = provider_settings(settings, provider)
+    budget = Budget(rate_per_s=ps.rate_per_s, quota=ps.quota, period_s=ps.quota_period_s)
+    watchers = list(observers or [])
+
+    def observe(p: Provider, url: str, status: int | None, outcome: Outcome) -> None:
+        for watch in watchers:
+            watch(p, url, status, outcome)
+
+    return ApiClient(
+        provider,
+        ps.base_url,
+        auth_for(settings, provider),
+        budget,
+        timeout_s=ps.timeout_s,
+        observe=observe,
+        transport=transport,
+    )
+
+
+def make_streams(clients: dict[Provider, ApiClient]) -> dict[tuple[Provider, str], Stream]:
+    streams: dict[tuple[Provider, str], Stream] = {}
+    for provider, client in clients.items():
+        for cls in STREAM_CLASSES.get(provider, []):
+            streams[(provider, cls.name)] = cls(client)
+    return streams
+
+
+def enabled_providers(settings: IngestorSettings) -> list[Provider]:
+    return [p for p in STREAM_CLASSES if provider_settings(settings, p).enabled]
