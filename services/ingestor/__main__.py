@@ -1,7 +1,7 @@
-"""Entry point: ``python -m services.ingestor``."""
+"""Entry point: ``python -m services.ingestor [serve|ingest|backfill|replay]``."""
 
 from __future__ import annotations
 
-from services.ingestor.main import run
+from services.ingestor.cli import main
 
-raise SystemExit(run())
+raise SystemExit(main())

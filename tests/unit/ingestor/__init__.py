@@ -1,0 +1,1 @@
+"""Ingestor unit tests."""
