@@ -68,4 +68,5 @@ async def mongo_db(
 @pytest.fixture
 def service_env(stack: Endpoints) -> dict[str, str]:
     """The environment a service subprocess needs to reach the stack."""
-    return {**os.environ, **stack.env(), "MARQUEE_ENV": "test"}
+    # No scheduled sync: its default targets are the real providers, and tests stay on loopback.
+    return {**os.environ, **stack.env(), "MARQUEE_ENV": "test", "ENABLE_AUTO_SYNC": "false"}

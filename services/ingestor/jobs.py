@@ -5,18 +5,24 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.ingestor.errors import Outcome
+from services.ingestor.errors import Outcome, ProviderError, QuotaSpent
 from services.ingestor.http import ApiClient, Page
 from services.ingestor.progress import ProgressManager
 from services.ingestor.publish import PageArchive, RawPublisher
 from services.ingestor.sync import Progress, Syncer, SyncQuery, SyncReport
-from services.ingestor.wiring import STREAM_CLASSES, make_client, make_streams
-from shared.contracts import Provider, RawRecord
+from services.ingestor.wiring import (
+    DEFAULT_QUERIES,
+    STREAM_CLASSES,
+    CallCounter,
+    make_client,
+    make_streams,
+)
+from shared.contracts import IngestJob, IngestReply, JobKind, JobStatus, Provider, RawRecord
 from shared.kafka import make_producer
 from shared.mongo import CHECKPOINTS, Document, get_database
 from shared.mongo import make_client as make_mongo
@@ -141,3 +147,128 @@ async def replay(
         pages += 1
         records += len(found)
     return pages, records
+
+
+async def run_job(
+    settings: IngestorSettings,
+    resources: Resources,
+    job: IngestJob,
+    *,
+    observers: list[Observer] | None = None,
+) -> IngestReply:
+    """Carry out one on-demand job from ``ingest.requests``; never raises for provider errors."""
+    counter = CallCounter()
+    watchers = [counter.observe, *(observers or [])]
+    try:
+        match job.kind:
+            case JobKind.SYNC | JobKind.BACKFILL:
+                reply = await _sync_job(settings, resources, job, watchers)
+            case JobKind.SEARCH | JobKind.DETAIL:
+                reply = await _fetch_job(settings, resources, job, watchers)
+    except QuotaSpent as spent:
+        reply = IngestReply(
+            job_id=job.job_id,
+            status=JobStatus.STOPPED,
+            message=str(spent),
+            resume_at=_aware(spent.resume_at),
+        )
+    except (ProviderError, ValueError, KeyError) as err:
+        reply = IngestReply(job_id=job.job_id, status=JobStatus.FAILED, message=str(err))
+    reply.calls = sum(counter.calls.values())
+    return reply
+
+
+def _aware(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+async def _sync_job(
+    settings: IngestorSettings, resources: Resources, job: IngestJob, observers: list[Observer]
+) -> IngestReply:
+    names = job.params.get("queries") or []
+    queries = [
+        q for q in DEFAULT_QUERIES if q.provider is job.provider and (not names or q.name in names)
+    ]
+    if not queries:
+        raise ValueError(f"no configured {job.provider.value} query matches {names}")
+    start: datetime | None = None
+    days = int(job.params.get("days") or settings.horizon_days)
+    if job.kind is JobKind.BACKFILL:
+        start = datetime.fromisoformat(str(job.params["from"])).replace(tzinfo=UTC)
+        end = datetime.fromisoformat(str(job.params["to"])).replace(tzinfo=UTC)
+        days = max((end - start).days, 1)
+    reports = await run_sync(
+        settings,
+        resources,
+        queries,
+        job_id=job.job_id,
+        observers=observers,
+        horizon_days=days,
+        max_records=job.params.get("max"),
+        start=start,
+    )
+    stopped = [r for r in reports if r.stopped]
+    return IngestReply(
+        job_id=job.job_id,
+        status=JobStatus.STOPPED if stopped else JobStatus.DONE,
+        records=sum(r.records for r in reports),
+        pages=sum(r.pages for r in reports),
+        message="; ".join(r.stopped or "" for r in stopped) or None,
+        resume_at=_aware(next((r.resume_at for r in stopped if r.resume_at), None)),
+    )
+
+
+async def _fetch_job(
+    settings: IngestorSettings, resources: Resources, job: IngestJob, observers: list[Observer]
+) -> IngestReply:
+    client = make_client(settings, job.provider, observers=observers)
+    try:
+        stream = make_streams({job.provider: client})[(job.provider, "events")]
+        ids: list[str] = []
+        pages = 0
+        if job.kind is JobKind.DETAIL:
+            external_id = str(job.params["external_id"])
+            path = stream.detail_path(external_id)
+            if path is None:
+                raise ValueError(f"{job.provider.value} has no detail endpoint")
+            page = await client.get(path)
+            detail = stream.detail_record(page)
+            record = RawRecord(
+                provider=job.provider,
+                entity=stream.entity,
+                external_id=external_id,
+                job_id=job.job_id,
+                payload=detail,
+                tombstone=detail is None,
+            )
+            await resources.publisher.publish([record])
+            ids, pages = [external_id], 1
+        else:
+            params = {k: v for k, v in job.params.items() if k != "max"}
+            limit = int(job.params.get("max") or 200)
+            async for page in stream.pages(params):
+                found = stream.records(page)
+                await resources.archive.put(job.provider, stream.name, page, job_id=job.job_id)
+                await resources.publisher.publish(
+                    RawRecord(
+                        provider=job.provider,
+                        entity=stream.entity,
+                        external_id=stream.record_id(r),
+                        job_id=job.job_id,
+                        payload=r,
+                    )
+                    for r in found
+                )
+                ids += [stream.record_id(r) for r in found]
+                pages += 1
+                if len(ids) >= limit:
+                    break
+        return IngestReply(
+            job_id=job.job_id,
+            status=JobStatus.DONE,
+            records=len(ids),
+            pages=pages,
+            external_ids=ids[:500],
+        )
+    finally:
+        await client.aclose()

@@ -1,14 +1,7 @@
-"""Composition root of the ingestor: reads settings, wires clients, runs until stopped.
-
-Placeholder until its issue lands: it starts, serves /healthz, /readyz (Kafka and MongoDB
-answer) and /metrics on ``INGESTOR_HTTP_PORT``, and does no ingestor work yet.
-"""
+"""Composition root of the ingestor service: settings in, scheduler and job consumer out."""
 
 from __future__ import annotations
 
-from shared.service import run_placeholder
-from shared.settings import IngestorSettings
+from services.ingestor.service import run
 
-
-def run() -> int:
-    return run_placeholder("ingestor", IngestorSettings())
+__all__ = ["run"]

@@ -40,6 +40,30 @@ class IngestJob(Contract):
     requested_at: UtcDatetime = Field(default_factory=utc_now)
 
 
+class JobStatus(StrEnum):
+    DONE = "done"
+    STOPPED = "stopped"  # a budget was spent or a limit reached; the rest runs later
+    FAILED = "failed"
+
+
+class IngestReply(Contract):
+    """The answer to an IngestJob with ``reply_to`` (sent to that topic, key: job id)."""
+
+    schema_name = "ingest_reply"
+
+    job_id: str = Field(min_length=1)
+    status: JobStatus
+    records: int = Field(default=0, ge=0)
+    pages: int = Field(default=0, ge=0)
+    calls: int = Field(default=0, ge=0)
+    external_ids: list[str] = Field(
+        default_factory=list, description="ids fetched, for search and detail jobs (first 500)"
+    )
+    message: str | None = Field(default=None, description="why it stopped or failed")
+    resume_at: UtcDatetime | None = None
+    finished_at: UtcDatetime = Field(default_factory=utc_now)
+
+
 class Entity(StrEnum):
     EVENT = "event"
     VENUE = "venue"

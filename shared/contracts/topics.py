@@ -17,6 +17,7 @@ from shared.contracts.messages import (
     ImportRequest,
     ImportResult,
     IngestJob,
+    IngestReply,
     Notification,
     RawRecord,
 )
@@ -52,6 +53,7 @@ TOPICS: tuple[Topic, ...] = (
 
 ALL_CONTRACTS: tuple[type[Contract], ...] = (
     IngestJob,
+    IngestReply,
     RawRecord,
     CanonicalChange,
     ImportRequest,
