@@ -13,7 +13,7 @@ from typing import TextIO
 from services.ingestor.errors import ProviderError
 from services.ingestor.jobs import open_resources, replay, run_sync
 from services.ingestor.sync import SyncQuery, SyncReport
-from services.ingestor.wiring import DEFAULT_QUERIES, CallCounter, enabled_providers
+from services.ingestor.wiring import CallCounter, configured_queries, enabled_providers
 from shared.contracts import Provider
 from shared.contracts.messages import new_id
 from shared.logs import configure_logging
@@ -75,7 +75,11 @@ def _queries(settings: IngestorSettings, providers: list[str], names: list[str])
             f"provider(s) not available: {', '.join(sorted(p.value for p in unknown))} "
             f"(disabled in settings, or no connector yet)"
         )
-    chosen = [q for q in DEFAULT_QUERIES if q.provider in wanted and (not names or q.name in names)]
+    chosen = [
+        q
+        for q in configured_queries(settings)
+        if q.provider in wanted and (not names or q.name in names)
+    ]
     if not chosen:
         raise SystemExit(f"no configured query matches {names or 'the providers'}")
     return chosen

@@ -16,9 +16,10 @@ from services.ingestor.progress import ProgressManager
 from services.ingestor.publish import PageArchive, RawPublisher
 from services.ingestor.sync import Progress, Syncer, SyncQuery, SyncReport
 from services.ingestor.wiring import (
-    DEFAULT_QUERIES,
+    ALL_ORGANIZATIONS,
     STREAM_CLASSES,
     CallCounter,
+    discover_organizations,
     make_client,
     make_streams,
 )
@@ -80,6 +81,8 @@ async def run_sync(
     }
     reports: list[SyncReport] = []
     try:
+        if Provider.EVENTBRITE in clients:
+            queries = await _expand_organizations(queries, clients[Provider.EVENTBRITE])
         syncer = Syncer(
             make_streams(clients),
             resources.publisher,
@@ -106,6 +109,17 @@ async def run_sync(
         for client in clients.values():
             await client.aclose()
     return reports
+
+
+async def _expand_organizations(queries: list[SyncQuery], client: ApiClient) -> list[SyncQuery]:
+    if not any(q.params.get("organization") == ALL_ORGANIZATIONS for q in queries):
+        return queries
+    found = await discover_organizations(client)
+    expanded: list[SyncQuery] = []
+    for query in queries:
+        wildcard = query.params.get("organization") == ALL_ORGANIZATIONS
+        expanded += found if wildcard else [query]
+    return expanded
 
 
 async def replay(
@@ -187,7 +201,7 @@ async def _sync_job(
 ) -> IngestReply:
     names = job.params.get("queries") or []
     queries = [
-        q for q in DEFAULT_QUERIES if q.provider is job.provider and (not names or q.name in names)
+        q for q in configured_queries(settings) if q.provider is job.provider and (not names or q.name in names)
     ]
     if not queries:
         raise ValueError(f"no configured {job.provider.value} query matches {names}")

@@ -16,7 +16,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from services.ingestor.jobs import Resources, open_resources, run_job, run_sync
-from services.ingestor.wiring import DEFAULT_QUERIES, IngestorMetrics, enabled_providers
+from services.ingestor.wiring import IngestorMetrics, configured_queries
 from shared.cloudevents import ce_headers
 from shared.contracts import IngestJob, new_id
 from shared.contracts.topics import INGEST_REQUESTS
@@ -111,8 +111,7 @@ async def scheduler(
     """Every tick: if leader and the interval has passed, sync the default queries."""
     lease = SlotLease(resources.db[LEASES], "ingestor-scheduler", slot_s=max(tick_s * 2, 10.0))
     interval = timedelta(hours=settings.sync_interval_hours)
-    providers = set(enabled_providers(settings))
-    queries = [q for q in DEFAULT_QUERIES if q.provider in providers]
+    queries = configured_queries(settings)
     while not stop.is_set():
         try:
             if await lease.is_leader():

@@ -89,6 +89,8 @@ class Stream(ABC):
     primary_key: ClassVar[str] = "id"
     # How many records one query can reach before deep paging breaks (None: unlimited).
     cap: ClassVar[int | None] = None
+    # Whether a sync polls it by day windows (else: one partition per query, whole horizon).
+    windowed: ClassVar[bool] = True
 
     def __init__(self, client: ApiClient | None = None) -> None:
         # Without a client a stream can still parse pages (replay from the archive).
@@ -124,6 +126,10 @@ class Stream(ABC):
     def detail_record(self, page: Page) -> dict[str, Any] | None:
         return page.data if isinstance(page.data, dict) else None
 
+    def horizon_params(self, window: Window) -> Query:
+        """Parameters bounding an unwindowed stream's poll to the sync horizon."""
+        return {}
+
     async def fetch(self, page_params: Query) -> Page:
         return await self.client.get(self.path, page_params)
 
@@ -151,6 +157,11 @@ class Stream(ABC):
         a slice's probe is its first page). A slice that cannot be split further but is still
         over the cap is fetched up to the cap and the loss is logged by the caller.
         """
+        if not self.windowed:
+            query = {**params, **self.horizon_params(window)}
+            page, _total = await self.probe(query)
+            yield window, query, page
+            return
         pending = [window]
         while pending:
             current = pending.pop(0)

@@ -101,12 +101,19 @@ class Syncer:
         """Poll every day window of the horizon; skip windows polled within the freshness."""
         stream = self.stream(query.provider, query.stream)
         report = SyncReport(query.provider, query.name)
+        first = start or self.clock()
+        if stream.windowed:
+            windows = list(day_windows(first, horizon_days))
+        else:
+            # One partition for the whole horizon (providers without date filters or caps).
+            whole = list(day_windows(first, horizon_days, step_days=horizon_days))
+            windows = [Window(whole[0].start, whole[-1].end)]
         try:
-            for day in day_windows(start or self.clock(), horizon_days):
+            for window in windows:
                 if max_records is not None and report.records >= max_records:
                     report.stopped = f"MAX_EVENTS_PER_SYNC ({max_records}) reached"
                     break
-                await self._sync_window(stream, query, day, report, max_records)
+                await self._sync_window(stream, query, window, report, max_records)
         except QuotaSpent as spent:
             # Stop cleanly: completed windows are checkpointed, the rest is polled next run.
             report.stopped = str(spent)
@@ -123,8 +130,9 @@ class Syncer:
         report: SyncReport,
         max_records: int | None,
     ) -> None:
-        partition = f"{query.name}:{day.label}"
-        call = call_hash(stream.path, {**query.params, **stream.window_params(day)})
+        partition = f"{query.name}:{day.label}" if stream.windowed else query.name
+        bounds = stream.window_params(day) if stream.windowed else stream.horizon_params(day)
+        call = call_hash(stream.path, {**query.params, **bounds})
         report.windows += 1
         if await self.progress.should_skip(query.provider, stream.name, partition, call):
             report.windows_skipped += 1

@@ -9,7 +9,9 @@ import httpx
 
 from services.ingestor.budget import Budget
 from services.ingestor.errors import Action, Outcome
-from services.ingestor.http import ApiClient, ApiKeyParam, Auth, BasicAuth
+from services.ingestor.http import ApiClient, ApiKeyParam, Auth, BasicAuth, BearerToken
+from services.ingestor.providers.eventbrite import EventbriteEvents, EventbriteOrganizations
+from services.ingestor.providers.meetup import MeetupEvents
 from services.ingestor.providers.seatgeek import (
     SeatGeekEvents,
     SeatGeekPerformers,
@@ -36,6 +38,8 @@ STREAM_CLASSES: dict[Provider, list[type[Stream]]] = {
         TicketmasterClassifications,
     ],
     Provider.SEATGEEK: [SeatGeekEvents, SeatGeekVenues, SeatGeekPerformers, SeatGeekTaxonomies],
+    Provider.EVENTBRITE: [EventbriteEvents, EventbriteOrganizations],
+    Provider.MEETUP: [MeetupEvents],
 }
 
 # The seed's defaults: four segments per provider, 90-day horizon, daily.
@@ -49,6 +53,37 @@ DEFAULT_QUERIES: list[SyncQuery] = [
         for name in ("concert", "sports", "theater", "comedy")
     ),
 ]
+
+
+# Stands for "every organization the token belongs to", resolved when a sync starts.
+ALL_ORGANIZATIONS = "*"
+
+
+def configured_queries(settings: IngestorSettings) -> list[SyncQuery]:
+    """The seed's defaults plus one query per configured Eventbrite org and Meetup group."""
+    queries = list(DEFAULT_QUERIES)
+    queries += [
+        SyncQuery(Provider.EVENTBRITE, "events", f"org-{org}", {"organization": org})
+        for org in settings.eventbrite.organizations or [ALL_ORGANIZATIONS]
+    ]
+    queries += [
+        SyncQuery(Provider.MEETUP, "events", f"group-{name}", {"urlname": name})
+        for name in settings.meetup.groups
+    ]
+    enabled = set(enabled_providers(settings))
+    return [q for q in queries if q.provider in enabled]
+
+
+async def discover_organizations(client: ApiClient) -> list[SyncQuery]:
+    """Eventbrite has no public search: list the organizations the token belongs to."""
+    stream = EventbriteOrganizations(client)
+    found: list[SyncQuery] = []
+    async for page in stream.pages({}):
+        found += [
+            SyncQuery(Provider.EVENTBRITE, "events", f"org-{r['id']}", {"organization": r["id"]})
+            for r in stream.records(page)
+        ]
+    return found
 
 
 class IngestorMetrics:
@@ -108,8 +143,12 @@ def auth_for(settings: IngestorSettings, provider: Provider) -> Auth:
                 settings.seatgeek.client_id.get_secret_value(),
                 settings.seatgeek.client_secret.get_secret_value(),
             )
+        case Provider.EVENTBRITE:
+            return BearerToken(settings.eventbrite.token.get_secret_value())
+        case Provider.MEETUP:
+            return BearerToken(settings.meetup.token.get_secret_value())
         case _:
-            raise NotImplementedError(f"{provider.value} connector is not built yet")
+            raise NotImplementedError(f"{provider.value} is not an event source")
 
 
 def make_client(
