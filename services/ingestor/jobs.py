@@ -19,6 +19,7 @@ from services.ingestor.wiring import (
     ALL_ORGANIZATIONS,
     STREAM_CLASSES,
     CallCounter,
+    configured_queries,
     discover_organizations,
     make_client,
     make_streams,
@@ -201,7 +202,9 @@ async def _sync_job(
 ) -> IngestReply:
     names = job.params.get("queries") or []
     queries = [
-        q for q in configured_queries(settings) if q.provider is job.provider and (not names or q.name in names)
+        q
+        for q in configured_queries(settings)
+        if q.provider is job.provider and (not names or q.name in names)
     ]
     if not queries:
         raise ValueError(f"no configured {job.provider.value} query matches {names}")
