@@ -33,11 +33,11 @@ class Budget:
     def remaining(self) -> int | None:
         """Calls left in this period, as far as we know (``None``: unlimited)."""
         self._roll_period()
-        if self.remaining_reported is not None:
-            return self.remaining_reported
-        if self.quota is None:
-            return None
-        return max(self.quota - self.used, 0)
+        local = None if self.quota is None else max(self.quota - self.used, 0)
+        if self.remaining_reported is None:
+            return local
+        # Both count: the provider's figure (shared with other users of the key) and ours.
+        return self.remaining_reported if local is None else min(local, self.remaining_reported)
 
     def spent(self) -> bool:
         left = self.remaining

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from services.ingestor.http import Page
@@ -45,9 +46,10 @@ class TicketmasterEvents(TicketmasterStream):
     cap = REACHABLE
 
     def window_params(self, window: Window) -> Query:
+        # Both bounds are inclusive: stop a second early so windows do not overlap.
         return {
             "startDateTime": _utc(window.start),
-            "endDateTime": _utc(window.end),
+            "endDateTime": _utc(window.end - timedelta(seconds=1)),
             "sort": "date,asc",
             # The default silently drops events whose date or time is still TBA/TBD.
             "includeTBA": "yes",

@@ -1,0 +1,400 @@
+"""The ingestor against the provider sandbox, a real Kafka broker, MongoDB-wire server and S3."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.ingestor.errors import AuthError
+from services.ingestor.jobs import Resources, replay, run_job, run_sync
+from services.ingestor.progress import ProgressManager
+from services.ingestor.publish import PageArchive, RawPublisher
+from services.ingestor.sync import SyncQuery
+from services.ingestor.wiring import CallCounter
+from shared.cloudevents import parse_ce_headers
+from shared.contracts import IngestJob, JobKind, JobStatus, Provider, RawRecord
+from shared.kafka import make_producer
+from shared.mongo import CHECKPOINTS, Document
+from shared.s3 import ensure_bucket, s3_client
+from shared.settings import IngestorSettings, KafkaSettings, S3Settings
+from tests.sandbox import environ, running_sandbox, sandbox_env
+from tests.stack import ROOT
+
+START = datetime(2026, 11, 23, tzinfo=UTC)  # the sandbox world's default start
+DAYS = 21
+PARTITIONS = 3
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[str]:
+    # Provider rate limits off here (a dedicated test turns them on): tests stay quick.
+    with running_sandbox("--tm-per-second", "0", "--sg-per-second", "0", events=3000) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(sandbox: str, stack: Any) -> Iterator[IngestorSettings]:
+    with environ({**sandbox_env(sandbox), **stack.env(), "MARQUEE_ENV": "test"}):
+        yield IngestorSettings()
+
+
+@pytest.fixture
+async def resources(
+    settings: IngestorSettings,
+    kafka_settings: KafkaSettings,
+    s3_settings: S3Settings,
+    mongo_db: AsyncDatabase[Document],
+    unique: str,
+) -> AsyncIterator[Resources]:
+    topic = f"raw.events.test-{unique}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    await admin.close()
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    async with s3_client(s3_settings) as s3:
+        bucket = f"ingest-{unique}"
+        await ensure_bucket(s3, bucket)
+        yield Resources(
+            RawPublisher(producer, topic),
+            PageArchive(s3, bucket),
+            mongo_db,
+            ProgressManager(mongo_db[CHECKPOINTS], freshness=timedelta(hours=1)),
+        )
+    await producer.stop()
+
+
+async def read_topic(kafka: KafkaSettings, topic: str) -> list[Any]:
+    consumer: AIOKafkaConsumer[bytes, bytes] = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records = []
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in partitions])
+
+        while await behind():
+            batch = await consumer.getmany(timeout_ms=1000)
+            for items in batch.values():
+                records += items
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def control(sandbox: str, method: str, path: str, **kwargs: Any) -> Any:
+    async with httpx.AsyncClient(base_url=sandbox, timeout=30) as http:
+        response = await http.request(method, path, **kwargs)
+    assert response.status_code < 300, response.text
+    return response.json() if response.content else None
+
+
+def truth(sandbox: str) -> list[dict[str, Any]]:
+    body = httpx.get(f"{sandbox}/_sandbox/truth", timeout=30).json()
+    clusters: list[dict[str, Any]] = body["clusters"]
+    return clusters
+
+
+def listed_ids(sandbox: str, provider: str, lo: datetime, hi: datetime) -> set[str]:
+    """What the provider lists for performances starting in [lo, hi), by the ground truth."""
+    ids = set()
+    for cluster in truth(sandbox):
+        if not lo <= datetime.fromisoformat(cluster["start_utc"]) < hi:
+            continue
+        for record in [*cluster["records"], *cluster["addons"]]:
+            if record["provider"] == provider and record["listed"]:
+                ids.add(record["external_id"])
+    return ids
+
+
+def assert_complete(got: set[str], sandbox: str, provider: str, days: int = DAYS) -> None:
+    """Everything listed inside the horizon was fetched, nothing from far outside it.
+
+    Add-ons (parking, passes) start a few hours off their performance, so the comparison
+    leaves a day of slack at each end of the horizon.
+    """
+    end = START + timedelta(days=days)
+    day = timedelta(days=1)
+    inner = listed_ids(sandbox, provider, START + day, end - day)
+    outer = listed_ids(sandbox, provider, START - day, end + day)
+    assert inner, f"the sandbox lists no {provider} events in the horizon"
+    assert inner <= got, f"{len(inner - got)} {provider} records missing"
+    assert got <= outer, f"{len(got - outer)} {provider} records from outside the horizon"
+
+
+ALL_SG = SyncQuery(Provider.SEATGEEK, "events", "all", {})
+ALL_TM = SyncQuery(Provider.TICKETMASTER, "events", "all", {})
+
+
+async def test_full_sync_publishes_every_listed_record_once_verbatim(
+    settings: IngestorSettings, resources: Resources, kafka_settings: KafkaSettings, sandbox: str
+) -> None:
+    counter = CallCounter()
+    reports = await run_sync(
+        settings,
+        resources,
+        [ALL_TM, ALL_SG],
+        job_id="job-1",
+        observers=[counter.observe],
+        horizon_days=DAYS,
+        start=START,
+    )
+    assert all(r.stopped is None for r in reports), [r.stopped for r in reports]
+    records = await read_topic(kafka_settings, resources.publisher.topic)
+    keys = [r.key.decode() for r in records]
+    for provider in ("ticketmaster", "seatgeek"):
+        got = {k.split(":", 1)[1] for k in keys if k.startswith(provider + ":")}
+        assert_complete(got, sandbox, provider)
+    assert len(keys) == len(set(keys)), "a record was published twice in one sync"
+    first = records[0]
+    envelope = parse_ce_headers(first.headers)
+    assert envelope.type == RawRecord.type_name()
+    raw = RawRecord.model_validate_json(first.value or b"")
+    assert raw.key() == first.key.decode()
+    assert raw.payload_hash
+    assert isinstance(raw.payload, dict)
+    # Every page is archived in S3, gzipped.
+    assert resources.archive.archived == sum(r.pages for r in reports)
+
+
+async def test_second_sync_of_an_unchanged_world_makes_no_calls(
+    settings: IngestorSettings, resources: Resources
+) -> None:
+    first = CallCounter()
+    await run_sync(
+        settings,
+        resources,
+        [ALL_SG],
+        job_id="a",
+        observers=[first.observe],
+        horizon_days=7,
+        start=START,
+    )
+    again = CallCounter()
+    reports = await run_sync(
+        settings,
+        resources,
+        [ALL_SG],
+        job_id="b",
+        observers=[again.observe],
+        horizon_days=7,
+        start=START,
+    )
+    assert first.calls[Provider.SEATGEEK] >= 7
+    assert again.calls.get(Provider.SEATGEEK, 0) == 0
+    assert reports[0].windows_skipped == 7
+
+
+async def test_cancelled_seatgeek_events_become_tombstones(
+    settings: IngestorSettings,
+    resources: Resources,
+    kafka_settings: KafkaSettings,
+    sandbox: str,
+) -> None:
+    resources.progress.freshness = timedelta(0)  # every sync re-polls
+    await run_sync(settings, resources, [ALL_SG], job_id="before", horizon_days=DAYS, start=START)
+    horizon = (START, START + timedelta(days=DAYS))
+    before = listed_ids(sandbox, "seatgeek", *horizon)
+    await control(sandbox, "POST", "/_sandbox/clock/advance", params={"hours": 72})
+    reports = await run_sync(
+        settings, resources, [ALL_SG], job_id="after", horizon_days=DAYS, start=START
+    )
+    after = listed_ids(sandbox, "seatgeek", *horizon)
+    vanished = before - after
+    records = await read_topic(kafka_settings, resources.publisher.topic)
+    tombstones = {
+        RawRecord.model_validate_json(r.value or b"").external_id
+        for r in records
+        if RawRecord.model_validate_json(r.value or b"").tombstone
+    }
+    assert vanished, "the sandbox clock should cancel some SeatGeek events in 72 hours"
+    # Vanished = cancelled (404 on refetch → tombstone) or rescheduled under a new id.
+    gone = {
+        rec["external_id"]
+        for c in truth(sandbox)
+        for rec in c["records"]
+        if rec["provider"] == "seatgeek" and c["status"] == "cancelled"
+    }
+    assert tombstones
+    assert tombstones <= vanished
+    assert (vanished & gone) <= tombstones
+    assert reports[0].tombstones == len(tombstones)
+
+
+async def test_faults_are_retried_without_loss(
+    settings: IngestorSettings,
+    resources: Resources,
+    kafka_settings: KafkaSettings,
+    sandbox: str,
+) -> None:
+    for kind in ("5xx_burst", "malformed_json", "truncated"):
+        await control(
+            sandbox,
+            "POST",
+            "/_sandbox/faults",
+            json={"provider": "seatgeek", "kind": kind, "count": 1},
+        )
+    counter = CallCounter()
+    reports = await run_sync(
+        settings,
+        resources,
+        [ALL_SG],
+        job_id="faulty",
+        observers=[counter.observe],
+        horizon_days=DAYS,
+        start=START,
+    )
+    assert reports[0].stopped is None
+    assert counter.failures[Provider.SEATGEEK] >= 3
+    records = await read_topic(kafka_settings, resources.publisher.topic)
+    got = {r.key.decode().split(":", 1)[1] for r in records}
+    assert_complete(got, sandbox, "seatgeek")
+    await control(sandbox, "DELETE", "/_sandbox/faults")
+
+
+async def test_quota_spent_stops_cleanly_and_resume_completes(
+    settings: IngestorSettings, resources: Resources, sandbox: str
+) -> None:
+    settings.ticketmaster.quota = 5
+    reports = await run_sync(
+        settings, resources, [ALL_TM], job_id="q1", horizon_days=DAYS, start=START
+    )
+    assert reports[0].stopped is not None
+    assert "budget spent" in reports[0].stopped
+    assert reports[0].resume_at is not None
+    done_before = reports[0].windows
+    settings.ticketmaster.quota = None
+    again = await run_sync(
+        settings, resources, [ALL_TM], job_id="q2", horizon_days=DAYS, start=START
+    )
+    assert again[0].stopped is None
+    # The windows finished before the stop are fresh: not fetched again.
+    assert again[0].windows_skipped >= done_before - 1
+
+
+async def test_bad_credentials_fail_with_a_clear_error(
+    settings: IngestorSettings, resources: Resources
+) -> None:
+    settings.seatgeek.client_id = settings.seatgeek.client_id.__class__("wrong")
+    with pytest.raises(AuthError, match="check the seatgeek credentials"):
+        await run_sync(settings, resources, [ALL_SG], job_id="x", horizon_days=1, start=START)
+
+
+async def test_replay_republishes_archived_pages(
+    settings: IngestorSettings, resources: Resources, kafka_settings: KafkaSettings
+) -> None:
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    reports = await run_sync(settings, resources, [ALL_SG], job_id="r", horizon_days=5, start=START)
+    published = sum(r.records for r in reports)
+    pages, replayed = await replay(
+        resources,
+        Provider.SEATGEEK,
+        "events",
+        since,
+        datetime.now(UTC) + timedelta(seconds=1),
+        job_id="replay",
+    )
+    assert pages == sum(r.pages for r in reports)
+    assert replayed == published
+    records = await read_topic(kafka_settings, resources.publisher.topic)
+    assert len(records) == 2 * published
+
+
+async def test_detail_job_replies_and_tombstones_unknown_ids(
+    settings: IngestorSettings, resources: Resources, sandbox: str
+) -> None:
+    some_id = sorted(listed_ids(sandbox, "ticketmaster", START, START + timedelta(days=30)))[0]
+    found = await run_job(
+        settings,
+        resources,
+        IngestJob(
+            provider=Provider.TICKETMASTER,
+            kind=JobKind.DETAIL,
+            params={"external_id": some_id},
+            requested_by="test",
+        ),
+    )
+    assert (found.status, found.external_ids, found.calls) == (JobStatus.DONE, [some_id], 1)
+    missing = await run_job(
+        settings,
+        resources,
+        IngestJob(
+            provider=Provider.SEATGEEK,
+            kind=JobKind.DETAIL,
+            params={"external_id": "999999999"},
+            requested_by="test",
+        ),
+    )
+    assert missing.status is JobStatus.DONE
+    bad = await run_job(
+        settings,
+        resources,
+        IngestJob(
+            provider=Provider.SEATGEEK,
+            kind=JobKind.SYNC,
+            params={"queries": ["nope"]},
+            requested_by="test",
+        ),
+    )
+    assert bad.status is JobStatus.FAILED
+    assert "nope" in (bad.message or "")
+
+
+def test_cli_ingest_prints_a_summary(sandbox: str, stack: Any, unique: str) -> None:
+    env = {
+        **os.environ,
+        **stack.env(),
+        **sandbox_env(sandbox),
+        "MARQUEE_ENV": "test",
+        "MONGO_DATABASE": f"cli_{unique}",
+        "S3_BUCKET": f"cli-{unique}",
+    }
+    boot = subprocess.run(
+        [sys.executable, "-m", "shared.bootstrap"], cwd=ROOT, env=env, capture_output=True
+    )
+    assert boot.returncode == 0, boot.stderr
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.ingestor",
+            "ingest",
+            "--provider",
+            "seatgeek",
+            "--query",
+            "concert",
+            "--days",
+            "3",
+            "--start",
+            "2026-11-23T00:00:00Z",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "seatgeek/concert:" in proc.stdout
+    assert "records published" in proc.stdout
+    assert "calls: seatgeek" in proc.stdout
+    summary = orjson.dumps(proc.stdout)
+    assert b"sandbox-sg-secret" not in summary
