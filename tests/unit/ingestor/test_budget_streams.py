@@ -53,7 +53,8 @@ def test_day_windows_are_aligned_and_stable() -> None:
 
 def _events_response(request: httpx.Request) -> httpx.Response:
     lo = datetime.fromisoformat(request.url.params["startDateTime"])
-    hi = datetime.fromisoformat(request.url.params["endDateTime"])
+    # endDateTime is inclusive: the stream asks for one second before the window's end.
+    hi = datetime.fromisoformat(request.url.params["endDateTime"]) + timedelta(seconds=1)
     # 120 events per hour, evenly spread, so a day (2,880) is far over the 1,000 cap.
     total = int((hi - lo).total_seconds() // 30)
     page, size = int(request.url.params["page"]), int(request.url.params["size"])
