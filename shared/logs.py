@@ -71,3 +71,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # One line per HTTP request (httpx) or broker round trip (aiokafka) drowns the service's
+    # own lines; their warnings and errors still come through.
+    for noisy in ("httpx", "httpcore", "aiokafka"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -131,10 +131,16 @@ class ClientCredentials:
             data={"grant_type": "client_credentials"},
             headers={"Authorization": basic},
         )
-        if response.status_code != 200:
+        if response.status_code in (400, 401, 403):
             raise AuthError(
                 Provider.SPOTIFY,
                 f"token request refused ({response.status_code}): check the client id and secret",
+                status=response.status_code,
+            )
+        if response.status_code != 200:
+            raise ProviderError(
+                Provider.SPOTIFY,
+                f"token endpoint answered {response.status_code}",
                 status=response.status_code,
             )
         body = orjson.loads(response.content)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.ingestor.errors import Outcome, ProviderError, QuotaSpent
 from services.ingestor.http import ApiClient, Page
 from services.ingestor.progress import ProgressManager
+from services.ingestor.providers.spotify import SpotifyEnricher
 from services.ingestor.publish import PageArchive, RawPublisher
 from services.ingestor.sync import Progress, Syncer, SyncQuery, SyncReport
 from services.ingestor.wiring import (
@@ -30,6 +32,8 @@ from shared.mongo import CHECKPOINTS, Document, get_database
 from shared.mongo import make_client as make_mongo
 from shared.s3 import s3_client
 from shared.settings import IngestorSettings
+
+log = logging.getLogger(__name__)
 
 Observer = Callable[[Provider, str, int | None, Outcome], None]
 
@@ -74,6 +78,7 @@ async def run_sync(
     horizon_days: int | None = None,
     max_records: int | None = None,
     start: datetime | None = None,
+    enrich: bool = True,
 ) -> list[SyncReport]:
     """Sync each query in turn with one client per provider; quota stops are per provider."""
     providers = sorted({q.provider for q in queries})
@@ -106,6 +111,23 @@ async def run_sync(
             reports.append(report)
             if report.resume_at is not None:
                 spent.add(query.provider)
+        if enrich and settings.spotify.enabled and syncer.performers:
+            spotify = make_client(settings, Provider.SPOTIFY, observers=observers)
+            clients[Provider.SPOTIFY] = spotify
+            enricher = SpotifyEnricher(
+                spotify, resources.publisher, resources.progress, job_id=job_id
+            )
+            try:
+                await enricher.enrich(syncer.performers)
+            except ProviderError as err:
+                # Enrichment is a bonus: the events are published; the next sync retries.
+                log.warning("spotify enrichment failed: %s", err)
+            log.info(
+                "spotify: %d matched, %d without a confident match, %d fresh",
+                enricher.matched,
+                enricher.unmatched,
+                enricher.skipped,
+            )
     finally:
         for client in clients.values():
             await client.aclose()

@@ -28,7 +28,9 @@ class RawPublisher:
         self.topic = topic
         self.published = 0
 
-    async def publish(self, records: Iterable[RawRecord]) -> int:
+    async def publish(
+        self, records: Iterable[RawRecord], *, extra_headers: dict[str, str] | None = None
+    ) -> int:
         pending = []
         for record in records:
             pending.append(
@@ -40,7 +42,7 @@ class RawPublisher:
                         record,
                         SOURCE,
                         time=record.fetched_at,
-                        extra={"provider": record.provider.value},
+                        extra={"provider": record.provider.value, **(extra_headers or {})},
                     ),
                 )
             )

@@ -11,6 +11,7 @@ from typing import Any
 
 from services.ingestor.errors import ProviderError, QuotaSpent
 from services.ingestor.progress import ProgressManager, call_hash
+from services.ingestor.providers.spotify import PerformerRef, performers_in
 from services.ingestor.publish import PageArchive, RawPublisher
 from services.ingestor.streams import Stream, Window, day_windows
 from shared.contracts import Provider, RawRecord
@@ -83,6 +84,8 @@ class Syncer:
         self.job_id = job_id
         self.on_progress = on_progress
         self.clock = clock
+        # Performers named in fetched events, for Spotify enrichment after the sync.
+        self.performers: list[PerformerRef] = []
 
     def stream(self, provider: Provider, name: str) -> Stream:
         try:
@@ -168,6 +171,8 @@ class Syncer:
                     for r in records
                 )
                 seen.update(stream.record_id(r) for r in records)
+                for r in records:
+                    self.performers += performers_in(query.provider, r)
                 report.pages += 1
                 report.records += len(records)
                 self._tick(report)

@@ -9,7 +9,14 @@ import httpx
 
 from services.ingestor.budget import Budget
 from services.ingestor.errors import Action, Outcome
-from services.ingestor.http import ApiClient, ApiKeyParam, Auth, BasicAuth, BearerToken
+from services.ingestor.http import (
+    ApiClient,
+    ApiKeyParam,
+    Auth,
+    BasicAuth,
+    BearerToken,
+    ClientCredentials,
+)
 from services.ingestor.providers.eventbrite import EventbriteEvents, EventbriteOrganizations
 from services.ingestor.providers.meetup import MeetupEvents
 from services.ingestor.providers.seatgeek import (
@@ -147,8 +154,12 @@ def auth_for(settings: IngestorSettings, provider: Provider) -> Auth:
             return BearerToken(settings.eventbrite.token.get_secret_value())
         case Provider.MEETUP:
             return BearerToken(settings.meetup.token.get_secret_value())
-        case _:
-            raise NotImplementedError(f"{provider.value} is not an event source")
+        case Provider.SPOTIFY:
+            return ClientCredentials(
+                settings.spotify.token_url,
+                settings.spotify.client_id.get_secret_value(),
+                settings.spotify.client_secret.get_secret_value(),
+            )
 
 
 def make_client(

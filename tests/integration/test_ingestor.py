@@ -398,3 +398,40 @@ def test_cli_ingest_prints_a_summary(sandbox: str, stack: Any, unique: str) -> N
     assert "calls: seatgeek" in proc.stdout
     summary = orjson.dumps(proc.stdout)
     assert b"sandbox-sg-secret" not in summary
+
+
+async def test_performers_enriched_from_spotify_by_link_and_by_name(
+    settings: IngestorSettings,
+    resources: Resources,
+    kafka_settings: KafkaSettings,
+) -> None:
+    await run_sync(settings, resources, [ALL_TM], job_id="enrich", horizon_days=7, start=START)
+    records = await read_topic(kafka_settings, resources.publisher.topic)
+    artists = [r for r in records if r.key.decode().startswith("spotify:")]
+    assert artists, "no performer was matched on Spotify"
+    methods = set()
+    for record in artists:
+        headers = dict(record.headers)
+        raw = RawRecord.model_validate_json(record.value or b"")
+        assert raw.entity.value == "performer"
+        assert headers["ce_matchprovider"] == b"ticketmaster"
+        confidence = float(headers["ce_matchconfidence"])
+        methods.add(headers["ce_matchmethod"].decode())
+        if headers["ce_matchmethod"] == b"link":
+            assert confidence == 1.0
+        else:
+            assert 0.6 <= confidence <= 1.0
+    assert methods == {"link", "search"}
+    # A second run within the freshness makes no Spotify call.
+    counter = CallCounter()
+    resources.progress.freshness = timedelta(0)  # re-poll the events, not the matches
+    await run_sync(
+        settings,
+        resources,
+        [ALL_TM],
+        job_id="enrich-2",
+        observers=[counter.observe],
+        horizon_days=7,
+        start=START,
+    )
+    assert counter.calls.get(Provider.SPOTIFY, 0) == 0
