@@ -1,0 +1,53 @@
+"""Spotify matching: Ticketmaster links, name normalisation, same-name ambiguity."""
+
+from __future__ import annotations
+
+from services.ingestor.providers.spotify import normalise, performers_in, score, spotify_id_of
+from shared.contracts import Provider
+
+
+def test_link_id_read_from_ticketmaster_attraction() -> None:
+    attraction = {
+        "externalLinks": {
+            "spotify": [{"url": "https://open.spotify.com/artist/0C0XlULifJtAgn6ZNCW2eu"}]
+        }
+    }
+    assert spotify_id_of(attraction) == "0C0XlULifJtAgn6ZNCW2eu"
+    assert spotify_id_of({"externalLinks": {}}) is None
+    assert spotify_id_of({}) is None
+
+
+def test_names_are_normalised() -> None:
+    assert normalise("The Weeknd") == normalise("weeknd")
+    assert normalise("Beyoncé!") == "beyonce"
+
+
+def test_exact_unique_name_is_confident() -> None:
+    best = score(
+        "Muse", [{"name": "Muse", "popularity": 80}, {"name": "Muse Lab", "popularity": 5}]
+    )
+    assert best is not None
+    assert best[0]["name"] == "Muse"
+    assert best[1] == 1.0
+
+
+def test_same_name_artists_lower_the_confidence() -> None:
+    even = score("Nova", [{"name": "Nova", "popularity": 30}, {"name": "Nova", "popularity": 31}])
+    clear = score("Nova", [{"name": "Nova", "popularity": 70}, {"name": "Nova", "popularity": 3}])
+    assert even is not None
+    assert clear is not None
+    assert even[1] == 0.5
+    assert clear[0]["popularity"] == 70
+    assert 0.5 < clear[1] < 1.0
+
+
+def test_no_candidates() -> None:
+    assert score("Anyone", []) is None
+
+
+def test_performers_found_in_both_event_shapes() -> None:
+    tm = {"_embedded": {"attractions": [{"id": "K8", "name": "Adele"}, {"name": "no id"}]}}
+    sg = {"performers": [{"id": 12, "name": "Lakers"}]}
+    assert [p.performer_id for p in performers_in(Provider.TICKETMASTER, tm)] == ["K8"]
+    assert [p.name for p in performers_in(Provider.SEATGEEK, sg)] == ["Lakers"]
+    assert performers_in(Provider.MEETUP, sg) == []
