@@ -78,6 +78,7 @@ def sandbox_env(base: str) -> dict[str, str]:
         "SPOTIFY_TOKEN_URL": f"{base}/spotify/accounts/api/token",
         "SPOTIFY_CLIENT_ID": "sandbox-spotify-id",
         "SPOTIFY_CLIENT_SECRET": "sandbox-spotify-secret",
+        "SPOTIFY_RATE_PER_S": "0",
     }
 
 

@@ -1,0 +1,1 @@
+"""Deployment helpers: the local stack and the provider sandbox."""
