@@ -224,6 +224,9 @@ class Sandbox:
         st = self.state
         quota = st.limits.tm_daily_quota
         start = st.tm_day_start if st.tm_day_start is not None else st.wall()
+        if quota <= 0:
+            # Quota switched off: say nothing rather than "0 available".
+            return {}
         return {
             "Rate-Limit": str(quota),
             "Rate-Limit-Available": str(max(0, quota - st.tm_used)),
@@ -1045,6 +1048,18 @@ class Sandbox:
         w = self.world
         return jresp({"now": render.utc_z(w.now), "seed": w.seed, "clusters": w.ground_truth()})
 
+    async def c_directory(self, request: Request) -> Response:
+        """What a real account would be configured with: Meetup group urlnames (the API has
+        no "list all groups") and Eventbrite organization ids (also discoverable through
+        ``users/me/organizations/``)."""
+        w = self.world
+        return jresp(
+            {
+                "meetup_groups": sorted(w.groups_by_urlname),
+                "eventbrite_organizations": sorted(w.eb_orgs),
+            }
+        )
+
     async def c_stats(self, request: Request) -> Response:
         return jresp(self.state.stats.as_dict())
 
@@ -1111,6 +1126,7 @@ def create_app(world: World, limits: Limits | None = None, state: State | None =
         Route("/_sandbox/health", sb.c_health, methods=["GET"]),
         Route("/_sandbox/truth", sb.c_truth, methods=["GET"]),
         Route("/_sandbox/stats", sb.c_stats, methods=["GET"]),
+        Route("/_sandbox/directory", sb.c_directory, methods=["GET"]),
         Route("/_sandbox/clock/advance", sb.c_advance, methods=["POST"]),
         Route("/_sandbox/faults", sb.c_faults, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/limits", sb.c_limits, methods=["GET", "POST"]),

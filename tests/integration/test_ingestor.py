@@ -21,7 +21,7 @@ from services.ingestor.jobs import Resources, replay, run_job, run_sync
 from services.ingestor.progress import ProgressManager
 from services.ingestor.publish import PageArchive, RawPublisher
 from services.ingestor.sync import SyncQuery, SyncReport
-from services.ingestor.wiring import CallCounter
+from services.ingestor.wiring import CallCounter, configured_queries
 from shared.cloudevents import parse_ce_headers
 from shared.contracts import IngestJob, JobKind, JobStatus, Provider, RawRecord
 from shared.kafka import make_producer
@@ -438,3 +438,43 @@ async def test_performers_enriched_from_spotify_by_link_and_by_name(
         start=START,
     )
     assert counter.calls.get(Provider.SPOTIFY, 0) == 0
+
+
+async def test_eventbrite_organizations_discovered_and_listed(
+    settings: IngestorSettings,
+    resources: Resources,
+    kafka_settings: KafkaSettings,
+    sandbox: str,
+) -> None:
+    queries = [q for q in configured_queries(settings) if q.provider is Provider.EVENTBRITE]
+    assert [q.params["organization"] for q in queries] == ["*"]  # none configured: discover
+    reports = await sync(settings, resources, queries, job_id="eb", horizon_days=DAYS, start=START)
+    directory = await control(sandbox, "GET", "/_sandbox/directory")
+    assert {r.query for r in reports} == {
+        f"org-{org}" for org in directory["eventbrite_organizations"]
+    }
+    records = await read_topic(kafka_settings, resources.publisher.topic)
+    payloads = [RawRecord.model_validate_json(r.value or b"").payload for r in records]
+    assert payloads
+    # Always expanded: the cancellation truth lives in event_sales_status.
+    assert all("event_sales_status" in p for p in payloads)
+    keys = [r.key.decode() for r in records]
+    assert len(keys) == len(set(keys))
+
+
+async def test_meetup_groups_paged_by_cursor(
+    settings: IngestorSettings,
+    resources: Resources,
+    kafka_settings: KafkaSettings,
+    sandbox: str,
+) -> None:
+    directory = await control(sandbox, "GET", "/_sandbox/directory")
+    settings.meetup.groups = directory["meetup_groups"][:5]
+    queries = [q for q in configured_queries(settings) if q.provider is Provider.MEETUP]
+    reports = await sync(settings, resources, queries, job_id="mu", horizon_days=60, start=START)
+    assert all(r.stopped is None for r in reports)
+    records = await read_topic(kafka_settings, resources.publisher.topic)
+    raws = [RawRecord.model_validate_json(r.value or b"") for r in records]
+    assert raws
+    assert all(r.external_id == r.payload["token"] for r in raws)  # the stable id
+    assert sum(r.records for r in reports) == len({r.external_id for r in raws})
