@@ -178,6 +178,9 @@ class SpotifySettings(ProviderSettings):
     client_id: SecretStr = SecretStr("dev-spotify-client-id")
     client_secret: SecretStr = SecretStr("dev-spotify-client-secret")
     rate_per_s: float = Field(default=2.0, ge=0)
+    max_lookups_per_sync: int | None = Field(
+        default=500, ge=0, description="performers looked up per sync; the rest wait"
+    )
 
 
 class IngestorSettings(ServiceSettings):

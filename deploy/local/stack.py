@@ -422,6 +422,61 @@ def moto_ready(ports: dict[str, int]) -> None:
             raise RuntimeError(f"moto answered {resp.status}")
 
 
+# provider sandbox ------------------------------------------------------------------------
+
+
+def sandbox_command(ports: dict[str, int]) -> list[str]:
+    # The demo world: MARQUEE_SANDBOX_EVENTS performances from seed MARQUEE_SANDBOX_SEED.
+    return [
+        sys.executable,
+        "-m",
+        "deploy.sandbox",
+        "--host",
+        HOST,
+        "--port",
+        str(ports["port"]),
+        "--seed",
+        os.environ.get("MARQUEE_SANDBOX_SEED", "42"),
+        "--events",
+        os.environ.get("MARQUEE_SANDBOX_EVENTS", "5000"),
+    ]
+
+
+def sandbox_ready(ports: dict[str, int]) -> None:
+    import urllib.request
+
+    url = f"http://{HOST}:{ports['port']}/_sandbox/health"
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"sandbox answered {resp.status}")
+
+
+def sandbox_env(base: str) -> dict[str, str]:
+    """Provider settings aimed at the sandbox; for a real provider set the same variables."""
+    return {
+        "TICKETMASTER_BASE_URL": f"{base}/ticketmaster/discovery/v2/",
+        "TICKETMASTER_API_KEY": "sandbox-tm-key",
+        "SEATGEEK_BASE_URL": f"{base}/seatgeek/2/",
+        "SEATGEEK_CLIENT_ID": "sandbox-sg-id",
+        "SEATGEEK_CLIENT_SECRET": "sandbox-sg-secret",
+        "EVENTBRITE_BASE_URL": f"{base}/eventbrite/v3/",
+        "EVENTBRITE_TOKEN": "sandbox-eb-token",
+        "MEETUP_BASE_URL": f"{base}/meetup/",
+        "MEETUP_TOKEN": "sandbox-meetup-token",
+        "SPOTIFY_BASE_URL": f"{base}/spotify/v1/",
+        "SPOTIFY_TOKEN_URL": f"{base}/spotify/accounts/api/token",
+        "SPOTIFY_CLIENT_ID": "sandbox-spotify-id",
+        "SPOTIFY_CLIENT_SECRET": "sandbox-spotify-secret",
+    }
+
+
+def sandbox_check() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("deploy.sandbox") is None:
+        raise StackError("the deploy package is not installed: run ./marquee setup first")
+
+
 def no_build() -> None:
     try:
         import moto.server  # noqa: F401
@@ -441,7 +496,10 @@ COMPONENTS: dict[str, Component] = {
     ),
     "ferretdb": Component("ferretdb", ("port",), build_ferretdb, ferretdb_command, ferretdb_ready),
     "s3": Component("s3", ("port",), no_build, moto_command, moto_ready),
+    "sandbox": Component("sandbox", ("port",), sandbox_check, sandbox_command, sandbox_ready),
 }
+# Without these nothing runs; the sandbox only stands in for the providers.
+CORE = ("kafka", "ferretdb", "s3")
 
 
 # --------------------------------------------------------------------------- commands
@@ -531,12 +589,15 @@ def stop(comp: Component, state: dict[str, dict[str, object]], timeout_s: float 
     say(f"{comp.name}: stopped (pid {pid})")
 
 
-def endpoints(state: dict[str, dict[str, object]]) -> dict[str, str]:
-    return {
+def endpoints(state: dict[str, dict[str, object]], *, sandbox: bool = True) -> dict[str, str]:
+    found = {
         "KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{state['kafka']['port']}",
         "MONGO_URL": f"mongodb://{HOST}:{state['ferretdb']['port']}/",
         "S3_ENDPOINT_URL": f"http://{HOST}:{state['s3']['port']}",
     }
+    if sandbox and "sandbox" in state:
+        found.update(sandbox_env(f"http://{HOST}:{state['sandbox']['port']}"))
+    return found
 
 
 def select(names: list[str]) -> list[Component]:
@@ -587,11 +648,12 @@ def cmd_status(names: list[str]) -> int:
 
 def cmd_env() -> int:
     state = load_state()
-    missing = [c.name for c in COMPONENTS.values() if status_of(c, state)[0] != "running"]
+    running = {c.name for c in COMPONENTS.values() if status_of(c, state)[0] == "running"}
+    missing = [name for name in CORE if name not in running]
     if missing:
         say(f"not running: {', '.join(missing)} (start with: deploy/local/stack.py up)")
         return 1
-    for key, value in endpoints(state).items():
+    for key, value in endpoints(state, sandbox="sandbox" in running).items():
         print(f"export {key}={value}")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -80,7 +81,7 @@ async def run_sync(
     start: datetime | None = None,
     enrich: bool = True,
 ) -> list[SyncReport]:
-    """Sync each query in turn with one client per provider; quota stops are per provider."""
+    """Sync the queries, providers in parallel, then enrich performers from Spotify."""
     providers = sorted({q.provider for q in queries})
     clients: dict[Provider, ApiClient] = {
         p: make_client(settings, p, observers=observers) for p in providers
@@ -97,25 +98,33 @@ async def run_sync(
             job_id=job_id,
             on_progress=on_progress,
         )
-        spent: set[Provider] = set()
         budget = max_records if max_records is not None else settings.max_events_per_sync
-        for query in queries:
-            if query.provider in spent:
-                continue
-            report = await syncer.sync(
-                query,
-                horizon_days=horizon_days or settings.horizon_days,
-                max_records=max(budget - sum(r.records for r in reports), 0),
-                start=start,
-            )
-            reports.append(report)
-            if report.resume_at is not None:
-                spent.add(query.provider)
+
+        async def provider_queries(provider: Provider) -> None:
+            # One provider's queries run in turn (they share its budget); a spent quota
+            # ends that provider's part of the job only.
+            for query in (q for q in queries if q.provider is provider):
+                report = await syncer.sync(
+                    query,
+                    horizon_days=horizon_days or settings.horizon_days,
+                    max_records=budget,
+                    start=start,
+                )
+                reports.append(report)
+                if report.resume_at is not None:
+                    break
+
+        # Providers in parallel: each is bound by its own rate limit, not by our CPU.
+        await asyncio.gather(*(provider_queries(p) for p in providers))
         if enrich and settings.spotify.enabled and syncer.performers:
             spotify = make_client(settings, Provider.SPOTIFY, observers=observers)
             clients[Provider.SPOTIFY] = spotify
             enricher = SpotifyEnricher(
-                spotify, resources.publisher, resources.progress, job_id=job_id
+                spotify,
+                resources.publisher,
+                resources.progress,
+                job_id=job_id,
+                max_lookups=settings.spotify.max_lookups_per_sync,
             )
             try:
                 await enricher.enrich(syncer.performers)

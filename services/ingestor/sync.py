@@ -86,6 +86,8 @@ class Syncer:
         self.clock = clock
         # Performers named in fetched events, for Spotify enrichment after the sync.
         self.performers: list[PerformerRef] = []
+        # Records published by every sync of this job: MAX_EVENTS_PER_SYNC is job-wide.
+        self.total = 0
 
     def stream(self, provider: Provider, name: str) -> Stream:
         try:
@@ -101,7 +103,10 @@ class Syncer:
         max_records: int | None = None,
         start: datetime | None = None,
     ) -> SyncReport:
-        """Poll every day window of the horizon; skip windows polled within the freshness."""
+        """Poll every day window of the horizon; skip windows polled within the freshness.
+
+        ``max_records`` caps the records of the whole job (all syncs of this Syncer).
+        """
         stream = self.stream(query.provider, query.stream)
         report = SyncReport(query.provider, query.name)
         first = start or self.clock()
@@ -113,7 +118,7 @@ class Syncer:
             windows = [Window(whole[0].start, whole[-1].end)]
         try:
             for window in windows:
-                if max_records is not None and report.records >= max_records:
+                if max_records is not None and self.total >= max_records:
                     report.stopped = f"MAX_EVENTS_PER_SYNC ({max_records}) reached"
                     break
                 await self._sync_window(stream, query, window, report, max_records)
@@ -175,8 +180,9 @@ class Syncer:
                     self.performers += performers_in(query.provider, r)
                 report.pages += 1
                 report.records += len(records)
+                self.total += len(records)
                 self._tick(report)
-                if max_records is not None and report.records >= max_records:
+                if max_records is not None and self.total >= max_records:
                     complete = False
                     break
             if not complete:

@@ -120,7 +120,9 @@ class SpotifyEnricher:
         *,
         job_id: str,
         freshness: timedelta = timedelta(days=7),
+        max_lookups: int | None = None,
     ) -> None:
+        self.max_lookups = max_lookups
         self.client = client
         self.publisher = publisher
         self.progress = progress
@@ -151,6 +153,12 @@ class SpotifyEnricher:
             for ref in refs:
                 if (ref.provider, ref.performer_id) in seen:
                     continue
+                if (
+                    self.max_lookups is not None
+                    and self.matched + self.unmatched >= self.max_lookups
+                ):
+                    log.info("spotify: %d lookups this sync, the rest wait", self.max_lookups)
+                    break
                 seen.add((ref.provider, ref.performer_id))
                 partition = f"{ref.provider.value}:{ref.performer_id}"
                 call = call_hash("match", {"name": ref.name, "link": ref.spotify_id or ""})
