@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -439,6 +440,9 @@ def sandbox_command(ports: dict[str, int]) -> list[str]:
         os.environ.get("MARQUEE_SANDBOX_SEED", "42"),
         "--events",
         os.environ.get("MARQUEE_SANDBOX_EVENTS", "5000"),
+        # The world starts today, so "the next 90 days" of the ingestor finds its events.
+        "--start",
+        os.environ.get("MARQUEE_SANDBOX_START", time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime())),
     ]
 
 
@@ -452,7 +456,16 @@ def sandbox_ready(ports: dict[str, int]) -> None:
 
 
 def sandbox_env(base: str) -> dict[str, str]:
-    """Provider settings aimed at the sandbox; for a real provider set the same variables."""
+    """Provider settings aimed at the sandbox; for a real provider set the same variables.
+
+    Call rates stay under the sandbox's (= the real providers') limits, a little faster than
+    the conservative production defaults so the demo's first sync takes a minute, not ten.
+    """
+    import urllib.request
+
+    # base is the loopback URL this script built from its own state file.
+    with urllib.request.urlopen(f"{base}/_sandbox/directory", timeout=5) as resp:  # noqa: S310
+        directory = json.loads(resp.read())
     return {
         "TICKETMASTER_BASE_URL": f"{base}/ticketmaster/discovery/v2/",
         "TICKETMASTER_API_KEY": "sandbox-tm-key",
@@ -467,6 +480,13 @@ def sandbox_env(base: str) -> dict[str, str]:
         "SPOTIFY_TOKEN_URL": f"{base}/spotify/accounts/api/token",
         "SPOTIFY_CLIENT_ID": "sandbox-spotify-id",
         "SPOTIFY_CLIENT_SECRET": "sandbox-spotify-secret",
+        "MEETUP_GROUPS": json.dumps(directory["meetup_groups"], separators=(",", ":")),
+        "TICKETMASTER_RATE_PER_S": "4",
+        "SEATGEEK_RATE_PER_S": "8",
+        "EVENTBRITE_RATE_PER_S": "8",
+        "MEETUP_RATE_PER_S": "4",
+        "SPOTIFY_RATE_PER_S": "5",
+        "SPOTIFY_MAX_LOOKUPS_PER_SYNC": "150",
     }
 
 
@@ -654,7 +674,7 @@ def cmd_env() -> int:
         say(f"not running: {', '.join(missing)} (start with: deploy/local/stack.py up)")
         return 1
     for key, value in endpoints(state, sandbox="sandbox" in running).items():
-        print(f"export {key}={value}")
+        print(f"export {key}={shlex.quote(value)}")
     return 0
 
 

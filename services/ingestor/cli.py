@@ -52,6 +52,23 @@ class ProgressLine:
             print(file=self.out)
 
 
+def summarise(provider: Provider, reports: list[SyncReport]) -> str:
+    """One line per provider: what its queries fetched and how much was skipped as fresh."""
+    text = (
+        f"{provider.value}: {len(reports)} queries, {sum(r.records for r in reports)} records, "
+        f"{sum(r.pages for r in reports)} pages, {sum(r.windows for r in reports)} windows "
+        f"({sum(r.windows_skipped for r in reports)} fresh, skipped), "
+        f"{sum(r.tombstones for r in reports)} tombstones"
+    )
+    over = sum(len(r.over_cap) for r in reports)
+    if over:
+        text += f", {over} slices over the paging cap"
+    stopped = {r.stopped for r in reports if r.stopped}
+    if stopped:
+        text += f"; stopped: {'; '.join(sorted(stopped))}"
+    return text
+
+
 def _when(value: str) -> datetime:
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if moment.tzinfo is None:
@@ -99,6 +116,7 @@ def parser() -> argparse.ArgumentParser:
         )
         cmd.add_argument("--query", action="append", default=[], help="e.g. music, concert")
         cmd.add_argument("--max", type=int, help="stop after this many records (all queries)")
+        cmd.add_argument("-v", "--verbose", action="store_true", help="a line per query")
         if name == "ingest":
             cmd.add_argument("--days", type=int, help="horizon in days (default from settings)")
             cmd.add_argument("--start", type=_when, help="horizon start (default: now)")
@@ -139,8 +157,11 @@ async def _ingest(args: argparse.Namespace, settings: IngestorSettings) -> int:
         )
     line.done()
     elapsed = time.monotonic() - began
-    for report in reports:
-        print(report.line())
+    if args.verbose:
+        for report in reports:
+            print(report.line())
+    for provider in sorted({r.provider for r in reports}):
+        print(summarise(provider, [r for r in reports if r.provider is provider]))
     records = sum(r.records for r in reports)
     calls = ", ".join(f"{p.value} {n}" for p, n in sorted(counter.calls.items())) or "none"
     print(

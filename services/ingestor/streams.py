@@ -36,12 +36,23 @@ class Window:
         return self.end - self.start > timedelta(minutes=2)
 
 
-def day_windows(start: datetime, days: int, step_days: int = 1) -> Iterator[Window]:
-    """Fixed UTC-day windows, so partitions (and their checkpoints) are stable across syncs."""
+# Windows are aligned to this Monday, so a partition (and its checkpoint) names the same
+# slice of time on every sync, whatever day the sync runs.
+EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def aligned_windows(start: datetime, days: int, step_days: int = 1) -> Iterator[Window]:
+    """Windows of ``step_days`` covering [start's UTC day, + days), aligned to :data:`EPOCH`.
+
+    The first window may begin before ``start`` and the last end after the horizon: a few
+    extra records, in exchange for partitions that stay put from one sync to the next.
+    """
     first = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    for offset in range(0, days, step_days):
-        lo = first + timedelta(days=offset)
-        yield Window(lo, lo + timedelta(days=min(step_days, days - offset)))
+    end = first + timedelta(days=days)
+    lo = first - timedelta(days=(first - EPOCH).days % step_days)
+    while lo < end:
+        yield Window(lo, lo + timedelta(days=step_days))
+        lo += timedelta(days=step_days)
 
 
 class Paginator(ABC):
@@ -89,8 +100,11 @@ class Stream(ABC):
     primary_key: ClassVar[str] = "id"
     # How many records one query can reach before deep paging breaks (None: unlimited).
     cap: ClassVar[int | None] = None
-    # Whether a sync polls it by day windows (else: one partition per query, whole horizon).
+    # Whether a sync polls it by time windows (else: one partition per query, whole horizon).
     windowed: ClassVar[bool] = True
+    # Window length: long enough that most windows fill whole pages (fewest calls), short
+    # enough that few need splitting under the cap; re-polls and resumes go window by window.
+    window_days: ClassVar[int] = 7
 
     def __init__(self, client: ApiClient | None = None) -> None:
         # Without a client a stream can still parse pages (replay from the archive).

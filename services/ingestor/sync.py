@@ -6,14 +6,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.ingestor.errors import ProviderError, QuotaSpent
 from services.ingestor.progress import ProgressManager, call_hash
 from services.ingestor.providers.spotify import PerformerRef, performers_in
 from services.ingestor.publish import PageArchive, RawPublisher
-from services.ingestor.streams import Stream, Window, day_windows
+from services.ingestor.streams import Stream, Window, aligned_windows
 from shared.contracts import Provider, RawRecord
 from shared.contracts.base import utc_now
 
@@ -111,11 +111,11 @@ class Syncer:
         report = SyncReport(query.provider, query.name)
         first = start or self.clock()
         if stream.windowed:
-            windows = list(day_windows(first, horizon_days))
+            windows = list(aligned_windows(first, horizon_days, stream.window_days))
         else:
             # One partition for the whole horizon (providers without date filters or caps).
-            whole = list(day_windows(first, horizon_days, step_days=horizon_days))
-            windows = [Window(whole[0].start, whole[-1].end)]
+            day = first.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            windows = [Window(day, day + timedelta(days=horizon_days))]
         try:
             for window in windows:
                 if max_records is not None and self.total >= max_records:

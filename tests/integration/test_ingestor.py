@@ -205,9 +205,9 @@ async def test_second_sync_of_an_unchanged_world_makes_no_calls(
         horizon_days=7,
         start=START,
     )
-    assert first.calls[Provider.SEATGEEK] >= 7
+    assert first.calls[Provider.SEATGEEK] >= 1
     assert again.calls.get(Provider.SEATGEEK, 0) == 0
-    assert reports[0].windows_skipped == 7
+    assert reports[0].windows_skipped == reports[0].windows >= 1
 
 
 async def test_cancelled_seatgeek_events_become_tombstones(
@@ -280,7 +280,7 @@ async def test_faults_are_retried_without_loss(
 async def test_quota_spent_stops_cleanly_and_resume_completes(
     settings: IngestorSettings, resources: Resources, sandbox: str
 ) -> None:
-    settings.ticketmaster.quota = 5
+    settings.ticketmaster.quota = 2  # three weekly windows need at least three calls
     reports = await sync(settings, resources, [ALL_TM], job_id="q1", horizon_days=DAYS, start=START)
     assert reports[0].stopped is not None
     assert "budget spent" in reports[0].stopped
@@ -396,7 +396,7 @@ def test_cli_ingest_prints_a_summary(sandbox: str, stack: Any, unique: str) -> N
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "seatgeek/concert:" in proc.stdout
+    assert "seatgeek: 1 queries" in proc.stdout
     assert "records published" in proc.stdout
     assert "calls: seatgeek" in proc.stdout
     summary = orjson.dumps(proc.stdout)

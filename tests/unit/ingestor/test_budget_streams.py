@@ -10,7 +10,7 @@ import httpx
 from services.ingestor.budget import Budget
 from services.ingestor.http import ApiClient, ApiKeyParam, Page
 from services.ingestor.providers.ticketmaster import TicketmasterEvents
-from services.ingestor.streams import Window, day_windows
+from services.ingestor.streams import Window, aligned_windows
 from shared.contracts import Provider
 
 
@@ -41,14 +41,17 @@ def test_headers_override_the_local_count() -> None:
     assert budget.resume_at() == 2000.0
 
 
-def test_day_windows_are_aligned_and_stable() -> None:
-    start = datetime(2027, 3, 14, 17, 45, tzinfo=UTC)
-    windows = list(day_windows(start, 3))
-    assert [w.start.hour for w in windows] == [0, 0, 0]
-    assert windows[0].start == datetime(2027, 3, 14, tzinfo=UTC)
-    assert windows[-1].end == datetime(2027, 3, 17, tzinfo=UTC)
-    again = list(day_windows(start + timedelta(hours=3), 3))
-    assert again == windows
+def test_windows_are_aligned_and_stable() -> None:
+    start = datetime(2027, 3, 17, 17, 45, tzinfo=UTC)  # a Wednesday
+    weeks = list(aligned_windows(start, 10, 7))
+    assert weeks[0].start == datetime(2027, 3, 15, tzinfo=UTC)  # that week's Monday
+    assert weeks[-1].end >= start + timedelta(days=10)
+    assert all(w.end - w.start == timedelta(days=7) for w in weeks)
+    # A sync a day later polls the same partitions (plus, eventually, a new one at the end).
+    later = list(aligned_windows(start + timedelta(days=1), 10, 7))
+    assert later[: len(weeks)] == weeks
+    days = list(aligned_windows(start, 3))
+    assert [d.start.day for d in days] == [17, 18, 19]
 
 
 def _events_response(request: httpx.Request) -> httpx.Response:
