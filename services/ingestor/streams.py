@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
@@ -148,14 +149,26 @@ class Stream(ABC):
         return await self.client.get(self.path, page_params)
 
     async def pages(self, params: Query, first: Page | None = None) -> AsyncIterator[Page]:
-        """Every page of one query; ``first`` reuses a page already fetched (by the slicer)."""
+        """Every page of one query; ``first`` reuses a page already fetched (by the slicer).
+
+        The next page is requested while the caller works on this one (publish, archive):
+        the provider's latency overlaps our writes instead of adding to them.
+        """
         paginator = self.paginator()
-        current: Query | None = paginator.first(params)
-        while current is not None:
-            page = first if first is not None else await self.fetch(current)
-            first = None
-            yield page
-            current = paginator.next(current, page, len(self.records(page)))
+        current = paginator.first(params)
+        page = first if first is not None else await self.fetch(current)
+        while True:
+            following = paginator.next(current, page, len(self.records(page)))
+            ahead = asyncio.ensure_future(self.fetch(following)) if following else None
+            try:
+                yield page
+            except GeneratorExit:
+                if ahead is not None:
+                    ahead.cancel()
+                raise
+            if ahead is None or following is None:
+                return
+            page, current = await ahead, following
 
     async def probe(self, params: Query) -> tuple[Page, int | None]:
         """The first page of a query and its total, to decide whether to slice further."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -164,16 +165,19 @@ class Syncer:
                 )
             async for page in stream.pages(params, first):
                 records = stream.records(page)
-                await self.archive.put(query.provider, stream.name, page, job_id=self.job_id)
-                await self.publisher.publish(
-                    RawRecord(
-                        provider=query.provider,
-                        entity=stream.entity,
-                        external_id=stream.record_id(r),
-                        job_id=self.job_id,
-                        payload=r,
-                    )
-                    for r in records
+                # Both must be durable before the window's checkpoint; neither waits for the other.
+                await asyncio.gather(
+                    self.archive.put(query.provider, stream.name, page, job_id=self.job_id),
+                    self.publisher.publish(
+                        RawRecord(
+                            provider=query.provider,
+                            entity=stream.entity,
+                            external_id=stream.record_id(r),
+                            job_id=self.job_id,
+                            payload=r,
+                        )
+                        for r in records
+                    ),
                 )
                 seen.update(stream.record_id(r) for r in records)
                 for r in records:
