@@ -43,3 +43,12 @@ def test_the_four_services_run_existing_modules_after_bootstrap() -> None:
         assert spec["environment"][f"{prefix}_HTTP_HOST"] == "0.0.0.0"
         assert spec["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
     assert services["bootstrap"]["command"] == ["python", "-m", "shared.bootstrap"]
+
+
+def test_ingestor_points_at_the_sandbox_with_the_stack_variables() -> None:
+    services = _compose()["services"]
+    env = services["ingestor"]["environment"]
+    for name in ("ticketmaster", "seatgeek", "eventbrite", "meetup", "spotify"):
+        assert env[f"{name.upper()}_BASE_URL"].startswith("http://sandbox:8080/")
+    assert services["ingestor"]["depends_on"]["sandbox"]["condition"] == "service_healthy"
+    assert importlib.util.find_spec(services["sandbox"]["command"][2]) is not None
