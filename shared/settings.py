@@ -187,6 +187,7 @@ class IngestorSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INGESTOR_", extra="ignore")
 
     group_id: str = "marquee-ingestor"
+    requests_topic: str = "ingest.requests"
     # The seed's names (SYNC_INTERVAL_HOURS, ...) work too.
     sync_interval_hours: float = Field(
         default=24.0,

@@ -176,7 +176,9 @@ class RetryPolicy:
         return float(rand() * min(self.cap_s, self.base_s * (2.0**attempt)))
 
 
-Observer = Callable[[Provider, str, int | None, Outcome], None]
+# Told of every call: provider, URL (scrubbed), status (None: no answer), outcome, and the
+# calls left in the provider's budget (None: unlimited).
+Observer = Callable[[Provider, str, int | None, Outcome, int | None], None]
 
 
 class ApiClient:
@@ -360,7 +362,7 @@ class ApiClient:
 
     def _report(self, url: str, status: int | None, outcome: Outcome) -> None:
         if self._observe is not None:
-            self._observe(self.provider, url, status, outcome)
+            self._observe(self.provider, url, status, outcome, self.budget.remaining)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

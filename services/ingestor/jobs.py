@@ -36,7 +36,7 @@ from shared.settings import IngestorSettings
 
 log = logging.getLogger(__name__)
 
-Observer = Callable[[Provider, str, int | None, Outcome], None]
+Observer = Callable[[Provider, str, int | None, Outcome, int | None], None]
 
 
 @dataclass

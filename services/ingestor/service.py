@@ -19,7 +19,6 @@ from services.ingestor.jobs import Resources, open_resources, run_job, run_sync
 from services.ingestor.wiring import IngestorMetrics, configured_queries
 from shared.cloudevents import ce_headers
 from shared.contracts import IngestJob, new_id
-from shared.contracts.topics import INGEST_REQUESTS
 from shared.kafka import make_consumer, make_producer
 from shared.metrics import ServiceMetrics
 from shared.mongo import Document
@@ -127,7 +126,7 @@ async def scheduler(
                         observers=[metrics.observe],
                     )
                     for report in reports:
-                        metrics.records.labels(report.provider.value).inc(report.records)
+                        metrics.count(report)
                         log.info(report.line())
                     await mark_synced(resources.db[LEASES], now)
         except (PyMongoError, OSError) as err:
@@ -144,7 +143,7 @@ async def job_consumer(
     stop: asyncio.Event,
 ) -> None:
     """On-demand jobs from ``ingest.requests``; replies go to the job's ``reply_to`` topic."""
-    consumer = make_consumer(settings.kafka, INGEST_REQUESTS.name, group_id=settings.group_id)
+    consumer = make_consumer(settings.kafka, settings.requests_topic, group_id=settings.group_id)
     producer: AIOKafkaProducer[bytes, bytes] = make_producer(settings.kafka)
     await consumer.start()
     await producer.start()
@@ -160,6 +159,7 @@ async def job_consumer(
                         continue
                     reply = await run_job(settings, resources, job, observers=[metrics.observe])
                     log.info("job %s %s: %s records", job.job_id, reply.status, reply.records)
+                    metrics.records.labels(job.provider.value).inc(reply.records)
                     if job.reply_to:
                         await producer.send_and_wait(
                             job.reply_to,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -16,6 +15,7 @@ from services.ingestor.http import (
     BasicAuth,
     BearerToken,
     ClientCredentials,
+    Observer,
 )
 from services.ingestor.providers.eventbrite import EventbriteEvents, EventbriteOrganizations
 from services.ingestor.providers.meetup import MeetupEvents
@@ -32,7 +32,7 @@ from services.ingestor.providers.ticketmaster import (
     TicketmasterVenues,
 )
 from services.ingestor.streams import Stream
-from services.ingestor.sync import SyncQuery
+from services.ingestor.sync import SyncQuery, SyncReport
 from shared.contracts import Provider
 from shared.metrics import ServiceMetrics
 from shared.settings import IngestorSettings, ProviderSettings
@@ -112,11 +112,20 @@ class IngestorMetrics:
             "records_published_total", "records sent to raw.events", ("provider",)
         )
         self.records_per_s = metrics.gauge(
-            "records_per_second", "records/s of the running sync", ("provider",)
+            "records_per_second", "records/s of the last scheduled sync", ("provider",)
         )
 
-    def observe(self, provider: Provider, url: str, status: int | None, outcome: Outcome) -> None:
+    def count(self, report: SyncReport) -> None:
+        self.records.labels(report.provider.value).inc(report.records)
+        if report.seconds:
+            self.records_per_s.labels(report.provider.value).set(report.records / report.seconds)
+
+    def observe(
+        self, provider: Provider, url: str, status: int | None, outcome: Outcome, left: int | None
+    ) -> None:
         self.calls.labels(provider.value, str(status or "none")).inc()
+        if left is not None:
+            self.budget_left.labels(provider.value).set(left)
         if outcome.action is not Action.OK:
             self.errors.labels(provider.value, outcome.action.value).inc()
         if outcome.action in (Action.RATE_LIMITED, Action.QUOTA_SPENT):
@@ -130,7 +139,9 @@ class CallCounter:
     calls: dict[Provider, int] = field(default_factory=dict)
     failures: dict[Provider, int] = field(default_factory=dict)
 
-    def observe(self, provider: Provider, url: str, status: int | None, outcome: Outcome) -> None:
+    def observe(
+        self, provider: Provider, url: str, status: int | None, outcome: Outcome, left: int | None
+    ) -> None:
         self.calls[provider] = self.calls.get(provider, 0) + 1
         if outcome.action is not Action.OK:
             self.failures[provider] = self.failures.get(provider, 0) + 1
@@ -166,16 +177,18 @@ def make_client(
     settings: IngestorSettings,
     provider: Provider,
     *,
-    observers: list[Callable[[Provider, str, int | None, Outcome], None]] | None = None,
+    observers: list[Observer] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> ApiClient:
     ps = provider_settings(settings, provider)
     budget = Budget(rate_per_s=ps.rate_per_s, quota=ps.quota, period_s=ps.quota_period_s)
     watchers = list(observers or [])
 
-    def observe(p: Provider, url: str, status: int | None, outcome: Outcome) -> None:
+    def observe(
+        p: Provider, url: str, status: int | None, outcome: Outcome, left: int | None
+    ) -> None:
         for watch in watchers:
-            watch(p, url, status, outcome)
+            watch(p, url, status, outcome, left)
 
     return ApiClient(
         provider,

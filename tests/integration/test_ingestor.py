@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -14,16 +16,18 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pymongo import MongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ingestor.errors import AuthError
 from services.ingestor.jobs import Resources, replay, run_job, run_sync
 from services.ingestor.progress import ProgressManager
 from services.ingestor.publish import PageArchive, RawPublisher
+from services.ingestor.service import SlotLease
 from services.ingestor.sync import SyncQuery, SyncReport
 from services.ingestor.wiring import CallCounter, configured_queries
 from shared.cloudevents import parse_ce_headers
-from shared.contracts import IngestJob, JobKind, JobStatus, Provider, RawRecord
+from shared.contracts import IngestJob, IngestReply, JobKind, JobStatus, Provider, RawRecord
 from shared.kafka import make_producer
 from shared.mongo import CHECKPOINTS, Document
 from shared.s3 import ensure_bucket, s3_client
@@ -478,3 +482,82 @@ async def test_meetup_groups_paged_by_cursor(
     assert raws
     assert all(r.external_id == r.payload["token"] for r in raws)  # the stable id
     assert sum(r.records for r in reports) == len({r.external_id for r in raws})
+
+
+async def test_slot_lease_has_one_leader_and_fails_over(mongo_db: AsyncDatabase[Document]) -> None:
+    now = [1_000_000.0]
+    a = SlotLease(mongo_db["leases"], "sched", slot_s=60, holder="a", clock=lambda: now[0])
+    b = SlotLease(mongo_db["leases"], "sched", slot_s=60, holder="b", clock=lambda: now[0])
+    assert await a.is_leader()
+    assert not await b.is_leader()
+    now[0] += 50  # near the end of the slot: the leader claims the next one early
+    assert await a.is_leader()
+    now[0] += 20
+    assert not await b.is_leader()
+    assert await a.is_leader()
+    now[0] += 120  # a stopped renewing (died): b takes the next free slot
+    assert await b.is_leader()
+    assert not await a.is_leader()
+
+
+async def test_service_answers_jobs_from_kafka_and_counts_calls(
+    sandbox: str, stack: Any, unique: str, kafka_settings: KafkaSettings
+) -> None:
+    requests, replies = f"ingest.requests.test-{unique}", f"ingest.replies.test-{unique}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
+    await admin.start()
+    await admin.create_topics([NewTopic(requests, 1, 1), NewTopic(replies, 1, 1)])
+    await admin.close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        **stack.env(),
+        **sandbox_env(sandbox),
+        "MARQUEE_ENV": "test",
+        "ENABLE_AUTO_SYNC": "false",
+        "INGESTOR_HTTP_PORT": str(port),
+        "INGESTOR_GROUP_ID": f"ingestor-{unique}",
+        "INGESTOR_REQUESTS_TOPIC": requests,
+        "MONGO_DATABASE": f"svc_{unique}",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.ingestor", cwd=ROOT, env=env
+    )
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    try:
+        job = IngestJob(
+            provider=Provider.SEATGEEK,
+            kind=JobKind.SYNC,
+            params={"queries": ["concert"], "days": 3},
+            requested_by="test",
+            reply_to=replies,
+        )
+        await producer.send_and_wait(requests, job.to_json_bytes(), key=job.job_id.encode())
+        consumer: AIOKafkaConsumer[bytes, bytes] = AIOKafkaConsumer(
+            replies,
+            bootstrap_servers=kafka_settings.bootstrap_servers,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            record = await asyncio.wait_for(consumer.getone(), timeout=120)
+        finally:
+            await consumer.stop()
+        reply = IngestReply.model_validate_json(record.value or b"")
+        assert reply.job_id == job.job_id
+        assert reply.status is JobStatus.DONE, reply.message
+        assert reply.calls >= 1
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+        assert 'marquee_ingestor_provider_calls_total{provider="seatgeek",status="200"}' in metrics
+        assert "marquee_ingestor_records_published_total" in metrics
+    finally:
+        await producer.stop()
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
+        client: MongoClient[dict[str, object]]
+        with MongoClient(env["MONGO_URL"]) as client:
+            client.drop_database(f"svc_{unique}")
