@@ -561,3 +561,34 @@ async def test_service_answers_jobs_from_kafka_and_counts_calls(
         client: MongoClient[dict[str, object]]
         with MongoClient(env["MONGO_URL"]) as client:
             client.drop_database(f"svc_{unique}")
+
+
+async def test_slow_and_hanging_answers_time_out_and_are_retried(
+    settings: IngestorSettings, resources: Resources, sandbox: str
+) -> None:
+    settings.seatgeek.timeout_s = 1.0
+    await control(
+        sandbox,
+        "POST",
+        "/_sandbox/faults",
+        json={"provider": "seatgeek", "kind": "timeout", "count": 1, "delay_ms": 5000},
+    )
+    await control(
+        sandbox,
+        "POST",
+        "/_sandbox/faults",
+        json={"provider": "seatgeek", "kind": "slow", "count": 1, "delay_ms": 300},
+    )
+    counter = CallCounter()
+    reports = await sync(
+        settings,
+        resources,
+        [ALL_SG],
+        job_id="slow",
+        observers=[counter.observe],
+        horizon_days=7,
+        start=START,
+    )
+    assert reports[0].stopped is None
+    assert reports[0].records > 0
+    assert counter.failures[Provider.SEATGEEK] == 1  # the hung call, retried once
