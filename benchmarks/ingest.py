@@ -91,7 +91,13 @@ async def run(args: argparse.Namespace, base: str, kafka: str) -> None:
             )
             queries = configured_queries(settings)
             figures: list[tuple[str, float, CallCounter, list[SyncReport]]] = []
-            for label in ("first sync", "second sync (unchanged, within freshness)"):
+            runs = (
+                ("first sync", timedelta(hours=1)),
+                ("second sync (unchanged, within freshness)", timedelta(hours=1)),
+                ("re-poll after the freshness window", timedelta(0)),
+            )
+            for label, freshness in runs:
+                resources.progress.freshness = freshness
                 counter = CallCounter()
                 started = time.perf_counter()
                 reports = await run_sync(
@@ -105,26 +111,6 @@ async def run(args: argparse.Namespace, base: str, kafka: str) -> None:
                 )
                 figures.append((label, time.perf_counter() - started, counter, reports))
                 print(f"{label}: done in {figures[-1][1]:.1f}s", flush=True)
-            resources.progress.freshness = timedelta(0)
-            counter = CallCounter()
-            started = time.perf_counter()
-            reports = await run_sync(
-                settings,
-                resources,
-                queries,
-                job_id="repoll",
-                observers=[counter.observe],
-                horizon_days=args.days,
-                start=START,
-            )
-            figures.append(
-                (
-                    "re-poll after the freshness window",
-                    time.perf_counter() - started,
-                    counter,
-                    reports,
-                )
-            )
             baseline = await publish_only(resources, 20_000)
     finally:
         await producer.stop()

@@ -16,7 +16,7 @@ from services.ingestor.errors import Outcome, ProviderError, QuotaSpent
 from services.ingestor.http import ApiClient, Page
 from services.ingestor.progress import ProgressManager
 from services.ingestor.providers.spotify import SpotifyEnricher
-from services.ingestor.publish import PageArchive, RawPublisher
+from services.ingestor.publish import PageArchive, RawPublisher, raw_record, store_page
 from services.ingestor.sync import Progress, Syncer, SyncQuery, SyncReport
 from services.ingestor.wiring import (
     ALL_ORGANIZATIONS,
@@ -281,31 +281,14 @@ async def _fetch_job(
                 raise ValueError(f"{job.provider.value} has no detail endpoint")
             page = await client.get(path)
             detail = stream.detail_record(page)
-            record = RawRecord(
-                provider=job.provider,
-                entity=stream.entity,
-                external_id=external_id,
-                job_id=job.job_id,
-                payload=detail,
-                tombstone=detail is None,
-            )
-            await resources.publisher.publish([record])
+            await resources.publisher.publish([raw_record(stream, external_id, job.job_id, detail)])
             ids, pages = [external_id], 1
         else:
             params = {k: v for k, v in job.params.items() if k != "max"}
             limit = int(job.params.get("max") or 200)
             async for page in stream.pages(params):
-                found = stream.records(page)
-                await resources.archive.put(job.provider, stream.name, page, job_id=job.job_id)
-                await resources.publisher.publish(
-                    RawRecord(
-                        provider=job.provider,
-                        entity=stream.entity,
-                        external_id=stream.record_id(r),
-                        job_id=job.job_id,
-                        payload=r,
-                    )
-                    for r in found
+                found = await store_page(
+                    resources.publisher, resources.archive, stream, page, job.job_id
                 )
                 ids += [stream.record_id(r) for r in found]
                 pages += 1

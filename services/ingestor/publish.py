@@ -13,6 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from services.ingestor.http import Page
+from services.ingestor.streams import Stream
 from shared.cloudevents import ce_headers
 from shared.contracts import Provider, RawRecord
 from shared.contracts.topics import RAW_EVENTS
@@ -50,6 +51,31 @@ class RawPublisher:
         await asyncio.gather(*pending)
         self.published += len(pending)
         return len(pending)
+
+
+def raw_record(stream: Stream, external_id: str, job_id: str, payload: Any = None) -> RawRecord:
+    """The RawRecord for one fetched record of ``stream``; no payload makes a tombstone."""
+    return RawRecord(
+        provider=stream.provider,
+        entity=stream.entity,
+        external_id=external_id,
+        job_id=job_id,
+        payload=payload,
+        tombstone=payload is None,
+    )
+
+
+async def store_page(
+    publisher: RawPublisher, archive: PageArchive, stream: Stream, page: Page, job_id: str
+) -> list[dict[str, Any]]:
+    """Archive a page and publish its records; returns the records once both are durable."""
+    records = stream.records(page)
+    # Neither waits for the other: the S3 put and the Kafka acks overlap.
+    await asyncio.gather(
+        archive.put(stream.provider, stream.name, page, job_id=job_id),
+        publisher.publish(raw_record(stream, stream.record_id(r), job_id, r) for r in records),
+    )
+    return records
 
 
 @dataclass(frozen=True, slots=True)

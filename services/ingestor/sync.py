@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -13,9 +12,9 @@ from typing import Any
 from services.ingestor.errors import ProviderError, QuotaSpent
 from services.ingestor.progress import ProgressManager, call_hash
 from services.ingestor.providers.spotify import PerformerRef, performers_in
-from services.ingestor.publish import PageArchive, RawPublisher
+from services.ingestor.publish import PageArchive, RawPublisher, raw_record, store_page
 from services.ingestor.streams import Stream, Window, aligned_windows
-from shared.contracts import Provider, RawRecord
+from shared.contracts import Provider
 from shared.contracts.base import utc_now
 
 log = logging.getLogger(__name__)
@@ -164,21 +163,8 @@ class Syncer:
                     stream.cap,
                 )
             async for page in stream.pages(params, first):
-                records = stream.records(page)
-                # Both must be durable before the window's checkpoint; neither waits for the other.
-                await asyncio.gather(
-                    self.archive.put(query.provider, stream.name, page, job_id=self.job_id),
-                    self.publisher.publish(
-                        RawRecord(
-                            provider=query.provider,
-                            entity=stream.entity,
-                            external_id=stream.record_id(r),
-                            job_id=self.job_id,
-                            payload=r,
-                        )
-                        for r in records
-                    ),
-                )
+                # Archived and published before the window's checkpoint is written.
+                records = await store_page(self.publisher, self.archive, stream, page, self.job_id)
                 seen.update(stream.record_id(r) for r in records)
                 for r in records:
                     self.performers += performers_in(query.provider, r)
@@ -210,13 +196,7 @@ class Syncer:
         page = await stream.client.get(path)
         report.refetched += 1
         if page.status == 404:
-            record = RawRecord(
-                provider=provider,
-                entity=stream.entity,
-                external_id=external_id,
-                job_id=self.job_id,
-                tombstone=True,
-            )
+            record = raw_record(stream, external_id, self.job_id)
             report.tombstones += 1
         else:
             detail = stream.detail_record(page)
@@ -224,13 +204,7 @@ class Syncer:
                 return
             # Still there, but moved out of the window (rescheduled): publish what it is now.
             await self.archive.put(provider, stream.name, page, job_id=self.job_id)
-            record = RawRecord(
-                provider=provider,
-                entity=stream.entity,
-                external_id=external_id,
-                job_id=self.job_id,
-                payload=detail,
-            )
+            record = raw_record(stream, external_id, self.job_id, detail)
         await self.publisher.publish([record])
 
     def _tick(self, report: SyncReport) -> None:
