@@ -633,7 +633,7 @@ def cmd_up(names: list[str]) -> int:
     for wait in waiters:
         wait()
     say("ready")
-    return cmd_status([])
+    return cmd_status(names)
 
 
 def cmd_down(names: list[str], purge: bool) -> int:
