@@ -61,6 +61,7 @@ def local_stack(components: list[str]) -> Iterator[dict[str, str]]:
     if to_start:
         up = _stack("up", *to_start)
         if up.returncode != 0:
+            _stack("down", *to_start)  # leave nothing half-started behind
             raise RuntimeError(f"local stack failed to start:\n{up.stdout}\n{up.stderr}")
     env = _stack("env")
     found = dict(
