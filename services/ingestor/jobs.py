@@ -31,7 +31,7 @@ from shared.contracts import IngestJob, IngestReply, JobKind, JobStatus, Provide
 from shared.kafka import make_producer
 from shared.mongo import CHECKPOINTS, Document, get_database
 from shared.mongo import make_client as make_mongo
-from shared.s3 import s3_client
+from shared.s3 import ensure_bucket, s3_client
 from shared.settings import IngestorSettings
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ async def open_resources(settings: IngestorSettings) -> AsyncIterator[Resources]
     mongo = make_mongo(settings.mongo, appname="marquee-ingestor")
     try:
         async with s3_client(settings.s3) as s3:
+            # The archive bucket is the one thing a sync cannot do without; make sure of it.
+            await ensure_bucket(s3, settings.s3.bucket, settings.s3.region)
             db = get_database(mongo, settings.mongo)
             yield Resources(
                 RawPublisher(producer),
@@ -220,6 +222,13 @@ async def run_job(
         )
     except (ProviderError, ValueError, KeyError) as err:
         reply = IngestReply(job_id=job.job_id, status=JobStatus.FAILED, message=str(err))
+    except Exception as err:
+        log.exception("job %s failed", job.job_id)
+        reply = IngestReply(
+            job_id=job.job_id,
+            status=JobStatus.FAILED,
+            message=f"internal error: {type(err).__name__}: {err}",
+        )
     reply.calls = sum(counter.calls.values())
     return reply
 

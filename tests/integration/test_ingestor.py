@@ -521,6 +521,7 @@ async def test_service_answers_jobs_from_kafka_and_counts_calls(
         "INGESTOR_GROUP_ID": f"ingestor-{unique}",
         "INGESTOR_REQUESTS_TOPIC": requests,
         "MONGO_DATABASE": f"svc_{unique}",
+        "S3_BUCKET": f"svc-{unique}",  # created by the service itself
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.ingestor", cwd=ROOT, env=env

@@ -108,6 +108,19 @@ async def test_version_guarded_lookup_uses_the_id_index(mongo_db: AsyncDatabase[
     assert any(word in planner for word in ("USING INDEX", "IXSCAN", "IDHACK", "EXPRESS")), planner
 
 
+async def test_batch_read_by_id_list(mongo_db: AsyncDatabase[Document]) -> None:
+    # The local FerretDB pushes {_id: {$in: [...]}} down (04-sqlite-id-in-pushdown.patch);
+    # whatever the server, the answer must be exact, including mixed and missing ids.
+    docs = mongo_db["by_ids"]
+    await docs.insert_many([{"_id": f"k{i}", "n": i} for i in range(300)])
+    wanted = [f"k{i}" for i in range(0, 300, 7)] + ["missing"]
+    found = await docs.find({"_id": {"$in": wanted}}).to_list()
+    assert sorted(d["n"] for d in found) == list(range(0, 300, 7))
+    mixed = await docs.find({"_id": {"$in": ["k1", 5, "k2"]}}).to_list()
+    assert sorted(d["_id"] for d in mixed) == ["k1", "k2"]
+    assert await docs.find({"_id": {"$in": []}}).to_list() == []
+
+
 async def test_datetimes_round_trip_aware_utc(mongo_db: AsyncDatabase[Document]) -> None:
     cest = timezone(timedelta(hours=2))
     checkpoint = Checkpoint(
