@@ -218,6 +218,10 @@ class NormalizerSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="NORMALIZER_", extra="ignore")
 
     app_id: str = "marquee-normalizer"
+    input_topic: str = "raw.events"
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_wait_s: float = Field(default=0.5, gt=0)
+    data_dir: str = Field(default=".cache/normalizer", description="faust's local state")
 
 
 class ImporterSettings(ServiceSettings):

@@ -1,14 +1,14 @@
-"""Composition root of the normalizer: reads settings, wires clients, runs until stopped.
-
-Placeholder until its issue lands: it starts, serves /healthz, /readyz (Kafka and MongoDB
-answer) and /metrics on ``NORMALIZER_HTTP_PORT``, and does no normalizer work yet.
-"""
+"""Composition root of the normalizer: runs the faust worker (services/normalizer/app.py)."""
 
 from __future__ import annotations
 
-from shared.service import run_placeholder
-from shared.settings import NormalizerSettings
+import sys
 
 
 def run() -> int:
-    return run_placeholder("normalizer", NormalizerSettings())
+    from services.normalizer.app import app
+
+    # One worker process; faust reads its command line like the `faust` CLI would.
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warning"]
+    app.main()
+    return 0

@@ -1,0 +1,179 @@
+"""The faust-streaming app: raw.events in batches → catalogue writes, events.canonical, DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import AsyncIterable, Sequence
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaProducer
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+
+from services.normalizer.pipeline import CatalogueStore, Message, Normalizer, Outcome, Rejected
+from shared.cloudevents import ce_headers
+from shared.contracts import CanonicalChange
+from shared.contracts.topics import EVENTS_CANONICAL, RAW_EVENTS_DLQ
+from shared.health import HealthServer
+from shared.kafka import make_producer
+from shared.logs import configure_logging
+from shared.metrics import ServiceMetrics
+from shared.mongo import get_database, make_client
+from shared.service import kafka_check, mongo_check
+from shared.settings import NormalizerSettings
+
+log = logging.getLogger(__name__)
+
+settings = NormalizerSettings()
+configure_logging("normalizer", settings.log_level)
+
+app = faust.App(
+    settings.app_id,
+    broker=[f"kafka://{b}" for b in settings.kafka.bootstrap_servers.split(",")],
+    store="memory://",
+    datadir=settings.data_dir,
+    web_enabled=False,
+    producer_acks=-1,
+    consumer_auto_offset_reset="earliest",
+    topic_partitions=settings.kafka.topic_partitions,
+    topic_allow_declare=False,  # topics come from shared.bootstrap, with their real configs
+    broker_commit_every=settings.batch_size,
+    stream_buffer_maxsize=settings.batch_size * 4,
+)
+raw_events = app.topic(
+    settings.input_topic,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+
+metrics = ServiceMetrics("normalizer")
+records_total = metrics.counter("records_total", "raw records handled", ("result",))
+changes_total = metrics.counter("changes_total", "events.canonical messages", ("op",))
+batch_seconds = metrics.histogram("batch_seconds", "time to handle one batch")
+joins_total = metrics.counter("joins_total", "records matched into another provider's event")
+
+
+class Sinks:
+    """The producer for events.canonical and the DLQ (acks=all, idempotent)."""
+
+    def __init__(self, producer: AIOKafkaProducer[bytes, bytes]) -> None:
+        self.producer = producer
+
+    async def changes(self, changes: list[CanonicalChange]) -> None:
+        pending = [
+            await self.producer.send(
+                EVENTS_CANONICAL.name,
+                change.to_json_bytes(),
+                key=change.canonical_id.encode(),
+                headers=ce_headers(change, "/normalizer"),
+            )
+            for change in changes
+        ]
+        await asyncio.gather(*pending)
+
+    async def dead_letters(self, rejected: Sequence[Rejected], attempt: int = 1) -> None:
+        pending = []
+        for item in rejected:
+            message = item.message
+            headers = [
+                ("dlq_error_class", item.error.encode()),
+                ("dlq_error_message", item.reason.encode()[:1000]),
+                ("dlq_source_topic", settings.input_topic.encode()),
+                ("dlq_source_partition", str(message.partition).encode()),
+                ("dlq_source_offset", str(message.offset).encode()),
+                ("dlq_attempt", str(attempt).encode()),
+            ]
+            pending.append(
+                await self.producer.send(
+                    RAW_EVENTS_DLQ.name, message.value, key=message.key, headers=headers
+                )
+            )
+        await asyncio.gather(*pending)
+
+
+# Store errors worth waiting out: the server restarting, a failover, a network blip.
+TRANSIENT = (ConnectionFailure, OperationFailure)
+
+
+async def handle(normalizer: Normalizer, sinks: Sinks, batch: list[Message]) -> Outcome:
+    """Process a batch; transient failures are retried here, because faust acks regardless."""
+    delay = 0.5
+    while True:
+        try:
+            outcome = await normalizer.process(batch)
+            break
+        except TRANSIENT as err:
+            log.warning("store unavailable, retrying the batch in %.1fs: %s", delay, err)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        except (PyMongoError, OSError):
+            raise
+        except Exception as err:  # noqa: BLE001 - isolate the poison message, keep the stream
+            if len(batch) == 1:
+                outcome = Outcome(rejected=[Rejected(batch[0], type(err).__name__, str(err))])
+                break
+            log.warning("batch failed (%s); retrying its records one by one", err)
+            outcome = Outcome()
+            for message in batch:
+                single = await handle(normalizer, sinks, [message])
+                outcome.rejected += single.rejected
+                outcome.changes += single.changes
+                outcome.written += single.written
+                outcome.unchanged += single.unchanged
+            return outcome
+    if outcome.rejected:
+        await sinks.dead_letters(outcome.rejected)
+    return outcome
+
+
+def _messages(events: Sequence[Any]) -> list[Message]:
+    return [
+        Message(e.message.value, e.message.key, e.message.partition, e.message.offset)
+        for e in events
+    ]
+
+
+@app.agent(raw_events, concurrency=1)
+async def normalize(stream: AsyncIterable[Any]) -> None:
+    """concurrency=1: more could commit past an unfinished batch; scale by partitions."""
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    mongo = make_client(settings.mongo, appname="marquee-normalizer")
+    store = CatalogueStore(get_database(mongo, settings.mongo))
+    sinks = Sinks(producer)
+    normalizer = Normalizer(store, sinks.changes)
+    # Long-lived worker: the batch objects die young; freeze what start-up allocated.
+    gc.collect()
+    gc.freeze()
+    try:
+        batches = stream.take_events(settings.batch_size, within=settings.batch_wait_s)  # type: ignore[attr-defined]
+        async for events in batches:
+            with batch_seconds.time():
+                outcome = await handle(normalizer, sinks, _messages(events))
+            records_total.labels("written").inc(outcome.written)
+            records_total.labels("unchanged").inc(outcome.unchanged)
+            records_total.labels("stale").inc(outcome.stale)
+            records_total.labels("dlq").inc(len(outcome.rejected))
+            joins_total.inc(outcome.joined)
+            for change in outcome.changes:
+                changes_total.labels(change.op.value).inc()
+    finally:
+        await producer.stop()
+        await mongo.close()
+
+
+@app.task  # type: ignore[untyped-decorator]
+async def health() -> None:
+    server = HealthServer(
+        metrics, {"kafka": kafka_check(settings.kafka), "mongo": mongo_check(settings.mongo)}
+    )
+    port = await server.start(settings.http_host, settings.http_port)
+    metrics.up.set(1)
+    log.info("normalizer health on http://%s:%d/healthz", settings.http_host, port)
+
+
+__all__ = ["app"]

@@ -1,0 +1,309 @@
+"""One batch of raw records to per-source records, canonical events and change messages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from pymongo import ReplaceOne, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.normalizer.mappers import MappingError, is_addon, map_event
+from services.normalizer.merge import content_hash, merge
+from services.normalizer.resolve import Cluster, Profile, Resolver
+from shared.contracts import (
+    CanonicalChange,
+    ChangeOp,
+    EventStatus,
+    ExternalEvent,
+    RawRecord,
+)
+from shared.contracts.base import utc_now
+from shared.contracts.messages import Entity
+from shared.mongo import EVENTS, EXTERNAL_EVENTS, Document
+
+log = logging.getLogger(__name__)
+
+BLOCKS = "blocks"
+ARTISTS = "artists"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One Kafka record as the agent received it."""
+
+    value: bytes
+    key: bytes | None
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    message: Message
+    error: str  # class name
+    reason: str
+
+
+@dataclass
+class Outcome:
+    written: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    skipped: int = 0  # entities the catalogue does not keep (venues, categories)
+    joined: int = 0  # records matched into an existing canonical event of another provider
+    changes: list[CanonicalChange] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def profile_doc(p: Profile) -> dict[str, Any]:
+    return {
+        "key": p.key,
+        "source": p.source,
+        "title": sorted(p.title),
+        "performers": sorted(p.performers),
+        "venue": sorted(p.venue),
+        "city": p.city,
+        "lat": p.lat,
+        "lon": p.lon,
+        "start": p.start,
+        "day": p.day,
+        "online": p.online,
+        "addon": p.addon,
+        "category": p.category,
+    }
+
+
+def profile_of(doc: dict[str, Any]) -> Profile:
+    return Profile(
+        key=doc["key"],
+        source=doc["source"],
+        title=frozenset(doc.get("title") or ()),
+        performers=frozenset(doc.get("performers") or ()),
+        venue=frozenset(doc.get("venue") or ()),
+        city=doc.get("city"),
+        lat=doc.get("lat"),
+        lon=doc.get("lon"),
+        start=doc.get("start"),
+        day=doc.get("day"),
+        online=bool(doc.get("online")),
+        addon=bool(doc.get("addon")),
+        category=doc.get("category"),
+    )
+
+
+class CatalogueStore:
+    """MongoDB access, every read an ``_id`` lookup (fast on MongoDB and the local FerretDB)."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.db = db
+
+    async def by_ids(self, collection: str, ids: Sequence[str]) -> dict[str, Document]:
+        if not ids:
+            return {}
+        found = self.db[collection].find({"_id": {"$in": list(dict.fromkeys(ids))}})
+        return {str(doc["_id"]): doc async for doc in found}
+
+    async def write(
+        self,
+        externals: list[Document],
+        canonicals: list[Document],
+        blocks: dict[str, set[str]],
+    ) -> None:
+        """Canonical events and blocks first, per-source records last (see Normalizer)."""
+        if canonicals:
+            await self.db[EVENTS].bulk_write(
+                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in canonicals],
+                ordered=False,
+            )
+        if blocks:
+            await self.db[BLOCKS].bulk_write(
+                [
+                    UpdateOne({"_id": k}, {"$addToSet": {"ids": {"$each": sorted(v)}}}, upsert=True)
+                    for k, v in blocks.items()
+                ],
+                ordered=False,
+            )
+        if externals:
+            await self.db[EXTERNAL_EVENTS].bulk_write(
+                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in externals],
+                ordered=False,
+            )
+
+
+Emit = Callable[[list[CanonicalChange]], Awaitable[None]]
+
+
+class Normalizer:
+    """Maps, dedupes and resolves one batch; idempotent, so a redelivered batch is harmless.
+
+    Order of effects, chosen so a crash at any point loses nothing and duplicates nothing:
+    changes are sent to ``events.canonical`` first (a replay recomputes and may send the same
+    version again — subscribers dedupe by version), then canonical events and blocks are
+    written, and per-source records last: until that last write, a replay sees the record as
+    new and redoes the work; after it, a replay sees it unchanged and does nothing.
+    """
+
+    def __init__(self, store: CatalogueStore, emit: Emit, resolver_threshold: float | None = None):
+        self.store = store
+        self.emit = emit
+        self.threshold = resolver_threshold
+
+    def _parse(self, message: Message, outcome: Outcome) -> RawRecord | None:
+        try:
+            return RawRecord.model_validate_json(message.value)
+        except ValidationError as err:
+            outcome.rejected.append(Rejected(message, type(err).__name__, _short(err)))
+            return None
+
+    async def process(self, messages: Sequence[Message]) -> Outcome:
+        outcome = Outcome()
+        latest: dict[str, tuple[RawRecord, Message]] = {}
+        for message in messages:
+            raw = self._parse(message, outcome)
+            if raw is None:
+                continue
+            if raw.entity is not Entity.EVENT:
+                outcome.skipped += 1
+                continue
+            key = raw.key()
+            seen = latest.get(key)
+            # Within a batch the newest fetch of a key wins; the older ones are stale.
+            if seen is None or raw.fetched_at >= seen[0].fetched_at:
+                if seen is not None:
+                    outcome.stale += 1
+                latest[key] = (raw, message)
+            else:
+                outcome.stale += 1
+        stored = await self.store.by_ids(EXTERNAL_EVENTS, list(latest))
+        changed: dict[str, ExternalEvent] = {}
+        for key, (raw, message) in latest.items():
+            before = stored.get(key)
+            event = self._mapped(raw, message, before, outcome)
+            if event is None:
+                continue
+            if before is not None:
+                if before.get("content_hash") == event.content_hash and not raw.tombstone:
+                    outcome.unchanged += 1
+                    continue
+                synced = before.get("last_synced")
+                if isinstance(synced, datetime) and synced > raw.fetched_at:
+                    outcome.stale += 1  # an older fetch never overwrites a newer one
+                    continue
+                event.canonical_id = before.get("canonical_id")
+                event.created_at = before.get("created_at") or event.created_at
+                event.version = int(before.get("version") or 0) + 1
+            changed[key] = event
+        if changed:
+            await self._resolve_and_write(changed, outcome)
+        return outcome
+
+    def _mapped(
+        self, raw: RawRecord, message: Message, before: Document | None, outcome: Outcome
+    ) -> ExternalEvent | None:
+        if raw.tombstone:
+            if before is None:
+                outcome.skipped += 1  # never seen: nothing to cancel
+                return None
+            event = ExternalEvent.model_validate(before)
+            if event.status is EventStatus.CANCELLED:
+                outcome.unchanged += 1
+                return None
+            event.status = EventStatus.CANCELLED
+            event.content_hash = f"tombstone:{event.content_hash}"
+            event.last_synced = raw.fetched_at
+            return event
+        try:
+            return map_event(raw)
+        except (MappingError, ValidationError) as err:
+            outcome.rejected.append(Rejected(message, type(err).__name__, _short(err)))
+            return None
+
+    async def _resolve_and_write(self, changed: dict[str, ExternalEvent], outcome: Outcome) -> None:
+        profiles = {k: Profile.of(e, addon=is_addon(e)) for k, e in changed.items()}
+        block_keys = sorted({b for p in profiles.values() for b in p.blocks()})
+        blocks = await self.store.by_ids(BLOCKS, block_keys)
+        candidate_ids = {cid for doc in blocks.values() for cid in doc.get("ids", [])}
+        candidate_ids |= {e.canonical_id for e in changed.values() if e.canonical_id}
+        canon = await self.store.by_ids(EVENTS, sorted(candidate_ids))
+        resolver = Resolver() if self.threshold is None else Resolver(self.threshold)
+        for cid, doc in canon.items():
+            cluster = Cluster(cid)
+            for member in doc.get("members", []):
+                cluster.members[member["key"]] = profile_of(member)
+                resolver.of_key[member["key"]] = cid
+            resolver.clusters[cid] = cluster
+            for member in cluster.members.values():
+                resolver._index(cid, member)
+        scores: dict[str, float] = {}
+        touched: set[str] = set()
+        for key in sorted(changed):
+            event = changed[key]
+            if event.canonical_id and event.canonical_id in resolver.clusters:
+                resolver.of_key[key] = event.canonical_id
+            cid, value = resolver.add(profiles[key])
+            event.canonical_id = cid
+            touched.add(cid)
+            if value is not None:
+                scores[key] = value
+                outcome.joined += 1
+        # Rebuild every touched canonical event from all its members.
+        member_keys = {k for cid in touched for k in resolver.clusters[cid].members}
+        unchanged_keys = sorted(member_keys - set(changed))
+        others = await self.store.by_ids(EXTERNAL_EVENTS, unchanged_keys)
+        members = {k: ExternalEvent.model_validate(d) for k, d in others.items()} | changed
+        canonical_docs: list[Document] = []
+        now = utc_now()
+        for cid in sorted(touched):
+            cluster = resolver.clusters[cid]
+            present = [members[k] for k in sorted(cluster.members) if k in members]
+            if not present:
+                continue
+            merged = merge(cid, present, scores)
+            digest = content_hash(merged)
+            before = canon.get(cid)
+            if before is not None and before.get("content_hash") == digest:
+                # Same catalogue entry: keep the stored one, but record new members.
+                if len(before.get("members", [])) != len(cluster.members):
+                    canonical_docs.append(
+                        {**before, "members": [profile_doc(p) for p in cluster.members.values()]}
+                    )
+                continue
+            merged.version = int(before.get("version", 0)) + 1 if before else 1
+            merged.created_at = before.get("created_at", now) if before else now
+            merged.updated_at = now
+            op = ChangeOp.CREATED if before is None else ChangeOp.UPDATED
+            if merged.status is EventStatus.CANCELLED and (
+                before is None or before.get("status") != EventStatus.CANCELLED.value
+            ):
+                op = ChangeOp.CANCELLED
+            outcome.changes.append(
+                CanonicalChange(op=op, canonical_id=cid, version=merged.version, event=merged)
+            )
+            doc = merged.to_document()
+            doc["content_hash"] = digest
+            doc["members"] = [profile_doc(p) for p in cluster.members.values()]
+            canonical_docs.append(doc)
+        new_blocks: dict[str, set[str]] = {}
+        for key, profile in profiles.items():
+            for block in profile.indexed_under() if profile.day else []:
+                if changed[key].canonical_id not in blocks.get(block, {}).get("ids", []):
+                    new_blocks.setdefault(block, set()).add(str(changed[key].canonical_id))
+        if outcome.changes:
+            await self.emit(outcome.changes)
+        externals = []
+        for key, event in changed.items():
+            doc = event.to_document()
+            doc["_id"] = key
+            doc["start_utc"] = event.start_utc
+            externals.append(doc)
+        await self.store.write(externals, canonical_docs, new_blocks)
+        outcome.written += len(externals)
+
+
+def _short(err: Exception) -> str:
+    return str(err).replace("\n", " ")[:500]

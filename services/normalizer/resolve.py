@@ -1,0 +1,218 @@
+"""Cross-provider entity resolution: block candidates, score pairs, pick the same performance."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from shared.contracts import ExternalEvent
+
+# Words that differ between providers' titles of the same performance and say nothing.
+STOPWORDS = frozenset(
+    {
+        *("the", "a", "an", "and", "of", "at", "vs", "v", "versus", "in", "on", "with"),
+        *("live", "tour", "world", "tickets", "ticket", "presents", "feat", "featuring", "ft"),
+        *("concert", "show", "night", "official"),
+    }
+)
+MATCH_THRESHOLD = 0.62
+YEAR = re.compile(r"(19|20)\d\d")
+# A start more than this apart is never the same performance (a double-header is two).
+MAX_START_GAP = timedelta(hours=3)
+
+
+def tokens(text: str | None) -> frozenset[str]:
+    if not text:
+        return frozenset()
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().casefold()
+    words = re.findall(r"[a-z0-9]+", plain)
+    # Numbers stay ("Sprint #24" is not "Sprint #90"); years say nothing ("Tour 2027").
+    return frozenset(w for w in words if w not in STOPWORDS and not YEAR.fullmatch(w))
+
+
+def overlap(a: frozenset[str], b: frozenset[str]) -> float:
+    """Containment: how much of the shorter side the other covers (handles "+ - City")."""
+    if not a or not b:
+        return 0.0
+    return len(a & b) / min(len(a), len(b))
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    if not a or not b:
+        return 0.0
+    return len(a & b) / len(a | b)
+
+
+def km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 6371.0 * 2 * math.asin(math.sqrt(h))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What resolution looks at in one per-source record (computed once per record)."""
+
+    key: str  # source:external_id
+    source: str
+    title: frozenset[str]
+    performers: frozenset[str]
+    venue: frozenset[str]
+    city: str | None
+    lat: float | None
+    lon: float | None
+    start: datetime | None  # None when the time is TBD
+    day: str | None  # local date, YYYY-MM-DD
+    online: bool
+    addon: bool
+    category: str | None = None
+
+    @classmethod
+    def of(cls, event: ExternalEvent, *, addon: bool) -> Profile:
+        venue = event.venue
+        local = event.start.local
+        day = local[:10] if local else None
+        if day is None and event.start_utc is not None:
+            day = event.start_utc.date().isoformat()
+        # The city is already in the block; in titles it only makes unrelated events look alike
+        # ("New York City vs. Dublin" / "PyData New York").
+        place = tokens(venue.city) if venue and venue.city else frozenset()
+        performers = frozenset(
+            " ".join(sorted(tokens(p.name))) for p in event.performers if tokens(p.name)
+        )
+        title = tokens(event.title)
+        return cls(
+            key=f"{event.source.value}:{event.external_id}",
+            source=event.source.value,
+            title=(title - place) or title,
+            performers=performers,
+            venue=tokens(venue.name) if venue else frozenset(),
+            city=" ".join(sorted(tokens(venue.city))) if venue and venue.city else None,
+            lat=venue.lat if venue else None,
+            lon=venue.lon if venue else None,
+            start=None if event.start.time_tbd else event.start.utc,
+            day=day,
+            online=event.online,
+            addon=addon,
+            category=event.category,
+        )
+
+    def blocks(self) -> list[str]:
+        """Keys of the buckets where its duplicates must be: same local day, city or place."""
+        if self.day is None:
+            return []
+        keys = []
+        if self.city:
+            keys.append(f"{self.day}|c:{self.city}")
+        if self.lat is not None and self.lon is not None:
+            keys.append(f"{self.day}|g:{round(self.lat, 1)},{round(self.lon, 1)}")
+        if not keys:
+            # No place (online, or the provider left it out): compare with the whole day.
+            keys.append(f"{self.day}|any")
+        return keys
+
+    def indexed_under(self) -> list[str]:
+        """Where others find it: its own blocks, and the day's catch-all for placeless ones."""
+        own = self.blocks()
+        return own if own and own[-1].endswith("|any") else [*own, f"{self.day}|any"]
+
+
+def score(a: Profile, b: Profile) -> float:
+    """How surely two records are the same performance, in [0, 1] (0: certainly not)."""
+    if a.source == b.source or a.addon != b.addon or a.day != b.day:
+        return 0.0
+    if a.category and b.category and a.category != b.category:
+        return 0.0  # a ball game is never a tech meetup, however alike the titles
+    if a.start is not None and b.start is not None:
+        gap = abs(a.start - b.start)
+        if gap > MAX_START_GAP:
+            return 0.0
+        when = 1.0 if gap <= timedelta(minutes=15) else 0.5 if gap <= timedelta(minutes=45) else 0.1
+    else:
+        when = 0.6  # one time is TBD: the same day is all we know
+    title = max(overlap(a.title, b.title), jaccard(a.title, b.title))
+    if a.lat is not None and b.lat is not None and a.lon is not None and b.lon is not None:
+        distance = km(a.lat, a.lon, b.lat, b.lon)
+        place = 1.0 if distance < 0.5 else 0.5 if distance < 2 else 0.0
+    else:
+        place = 0.0
+    place = max(place, overlap(a.venue, b.venue))
+    if a.performers and b.performers:
+        people = overlap(a.performers, b.performers)
+        # Performer names also hide in the other side's title ("Adele" / "Adele - Live").
+        return 0.35 * title + 0.2 * place + 0.2 * when + 0.25 * people
+    if a.performers or b.performers:
+        named = a.performers or b.performers
+        other = b.title if a.performers else a.title
+        people = max((overlap(tokens(n), other) for n in named), default=0.0)
+        title = max(title, people)
+    return 0.5 * title + 0.25 * place + 0.25 * when
+
+
+def canonical_id_for(key: str) -> str:
+    """A canonical id derived from the record that founded it: redelivery finds the same id."""
+    return "evt_" + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+@dataclass
+class Cluster:
+    id: str
+    members: dict[str, Profile] = field(default_factory=dict)
+
+    def match(self, profile: Profile) -> float:
+        """The best score against any member; a provider appears at most once per cluster."""
+        if any(m.source == profile.source for m in self.members.values()):
+            return 0.0
+        return max((score(profile, m) for m in self.members.values()), default=0.0)
+
+
+class Resolver:
+    """In-memory resolution over blocks; the store-backed pipeline loads the same shape."""
+
+    def __init__(self, threshold: float = MATCH_THRESHOLD) -> None:
+        self.threshold = threshold
+        self.clusters: dict[str, Cluster] = {}
+        self.blocks: dict[str, set[str]] = {}
+        self.of_key: dict[str, str] = {}
+
+    def candidates(self, profile: Profile) -> Iterable[Cluster]:
+        seen: set[str] = set()
+        for block in profile.blocks():
+            for cid in self.blocks.get(block, ()):
+                if cid not in seen:
+                    seen.add(cid)
+                    yield self.clusters[cid]
+
+    def best(self, profile: Profile) -> tuple[Cluster | None, float]:
+        best: tuple[Cluster | None, float] = (None, 0.0)
+        for cluster in self.candidates(profile):
+            value = cluster.match(profile)
+            if value > best[1]:
+                best = (cluster, value)
+        return best if best[1] >= self.threshold else (None, best[1])
+
+    def add(self, profile: Profile) -> tuple[str, float | None]:
+        """Place a record: its existing cluster, the best match, or a new cluster."""
+        known = self.of_key.get(profile.key)
+        if known is not None:
+            cluster = self.clusters[known]
+            cluster.members[profile.key] = profile
+            self._index(cluster.id, profile)
+            return known, None
+        found, value = self.best(profile)
+        cluster = found or Cluster(canonical_id_for(profile.key))
+        self.clusters[cluster.id] = cluster
+        cluster.members[profile.key] = profile
+        self.of_key[profile.key] = cluster.id
+        self._index(cluster.id, profile)
+        return cluster.id, (value if found is not None else None)
+
+    def _index(self, cid: str, profile: Profile) -> None:
+        for block in profile.indexed_under() if profile.day else []:
+            self.blocks.setdefault(block, set()).add(cid)
