@@ -219,6 +219,8 @@ class NormalizerSettings(ServiceSettings):
 
     app_id: str = "marquee-normalizer"
     input_topic: str = "raw.events"
+    changes_topic: str = "events.canonical"
+    dlq_topic: str = "raw.events.dlq"
     batch_size: int = Field(default=500, ge=1, le=10_000)
     batch_wait_s: float = Field(default=0.5, gt=0)
     data_dir: str = Field(default=".cache/normalizer", description="faust's local state")

@@ -15,7 +15,6 @@ from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 from services.normalizer.pipeline import CatalogueStore, Message, Normalizer, Outcome, Rejected
 from shared.cloudevents import ce_headers
 from shared.contracts import CanonicalChange
-from shared.contracts.topics import EVENTS_CANONICAL, RAW_EVENTS_DLQ
 from shared.health import HealthServer
 from shared.kafka import make_producer
 from shared.logs import configure_logging
@@ -66,7 +65,7 @@ class Sinks:
     async def changes(self, changes: list[CanonicalChange]) -> None:
         pending = [
             await self.producer.send(
-                EVENTS_CANONICAL.name,
+                settings.changes_topic,
                 change.to_json_bytes(),
                 key=change.canonical_id.encode(),
                 headers=ce_headers(change, "/normalizer"),
@@ -89,7 +88,7 @@ class Sinks:
             ]
             pending.append(
                 await self.producer.send(
-                    RAW_EVENTS_DLQ.name, message.value, key=message.key, headers=headers
+                    settings.dlq_topic, message.value, key=message.key, headers=headers
                 )
             )
         await asyncio.gather(*pending)

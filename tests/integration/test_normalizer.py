@@ -1,0 +1,225 @@
+"""The normalizer's faust worker against a real broker and MongoDB-wire server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pymongo.asynchronous.database import AsyncDatabase
+
+from deploy.sandbox import World, render
+from shared.contracts import CanonicalChange, ChangeOp, EventStatus, Provider, RawRecord
+from shared.kafka import make_producer
+from shared.mongo import EVENTS, EXTERNAL_EVENTS, Document, get_database, make_client
+from shared.settings import KafkaSettings, MongoSettings
+from tests.stack import ROOT
+
+EXPAND = {"venue", "ticket_availability", "event_sales_status", "category"}
+
+
+def sandbox_records(events: int = 300) -> tuple[list[RawRecord], dict[str, str]]:
+    """Raw records as the ingestor publishes them, and each key's true performance."""
+    world = World(seed=5, events=events)
+    out, truth = [], {}
+    for provider, listed in world.by_id.items():
+        for rec in listed.values():
+            if provider == "ticketmaster":
+                body = render.tm_event(world, rec)
+            elif provider == "seatgeek":
+                body = render.sg_event(world, rec)
+            elif provider == "eventbrite":
+                body = render.eb_event(world, rec, EXPAND)
+            elif provider == "meetup":
+                body = render.mu_node(world, rec)
+            else:
+                continue
+            raw = RawRecord(
+                provider=Provider(provider),
+                external_id=str(body.get("token") or body["id"]),
+                payload=body,
+            )
+            out.append(raw)
+            truth[raw.key()] = f"{rec.perf.pid}/{rec.addon}" if rec.addon else rec.perf.pid
+    return out, truth
+
+
+class Worker:
+    """``python -m services.normalizer`` with its own topics, group and database."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        out = self.log.open("ab")
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.normalizer", cwd=ROOT, env=self.env,
+            stdout=out, stderr=out,
+        )  # fmt: skip
+
+    async def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            await asyncio.wait_for(self.proc.wait(), 30)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+@pytest.fixture
+async def topics(kafka_settings: KafkaSettings, unique: str) -> dict[str, str]:
+    names = {
+        "input": f"raw.events.n-{unique}",
+        "changes": f"events.canonical.n-{unique}",
+        "dlq": f"raw.events.dlq.n-{unique}",
+    }
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
+    await admin.start()
+    await admin.create_topics([NewTopic(n, 2, 1) for n in names.values()])
+    await admin.close()
+    return names
+
+
+@pytest.fixture
+async def worker(
+    topics: dict[str, str], stack: Any, unique: str, tmp_path: Path, mongo_settings: MongoSettings
+) -> AsyncIterator[Worker]:
+    env = {
+        **os.environ,
+        **stack.env(),
+        "MARQUEE_ENV": "test",
+        "NORMALIZER_APP_ID": f"normalizer-{unique}",
+        "NORMALIZER_INPUT_TOPIC": topics["input"],
+        "NORMALIZER_CHANGES_TOPIC": topics["changes"],
+        "NORMALIZER_DLQ_TOPIC": topics["dlq"],
+        "NORMALIZER_DATA_DIR": str(tmp_path / "faust"),
+        "NORMALIZER_HTTP_PORT": "0",
+        "NORMALIZER_BATCH_SIZE": "100",
+        "MONGO_DATABASE": f"norm_{unique}",
+    }
+    process = Worker(env, tmp_path / "worker.log")
+    await process.start()
+    yield process
+    await process.stop()
+    client = make_client(mongo_settings)
+    await client.drop_database(f"norm_{unique}")
+    await client.close()
+
+
+async def publish(kafka: KafkaSettings, topic: str, records: Sequence[RawRecord | bytes]) -> None:
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        for record in records:
+            if isinstance(record, bytes):
+                await producer.send(topic, record, key=b"bad:1")
+            else:
+                await producer.send(topic, record.to_json_bytes(), key=record.key().encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def read_all(kafka: KafkaSettings, topic: str) -> list[Any]:
+    consumer: AIOKafkaConsumer[bytes, bytes] = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in range(2)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        out: list[Any] = []
+        while any([await consumer.position(p) < ends[p] for p in parts]):
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                out += batch
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def wait_for(db: AsyncDatabase[Document], count: int, worker: Worker) -> None:
+    deadline = asyncio.get_running_loop().time() + 180
+    while await db[EXTERNAL_EVENTS].count_documents({}) < count:
+        assert worker.proc is not None
+        assert worker.proc.returncode is None, worker.log.read_text()[-3000:]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("worker too slow:\n" + worker.log.read_text()[-3000:])
+        await asyncio.sleep(1)
+
+
+async def test_raw_records_become_one_catalogue(
+    worker: Worker,
+    topics: dict[str, str],
+    kafka_settings: KafkaSettings,
+    mongo_settings: MongoSettings,
+    unique: str,
+) -> None:
+    records, truth = sandbox_records()
+    poison = b'{"provider": "ticketmaster", "external_id": ""}'
+    await publish(kafka_settings, topics["input"], [*records[:50], poison, *records[50:]])
+    client = make_client(mongo_settings)
+    db = get_database(client, mongo_settings, f"norm_{unique}")
+    try:
+        await wait_for(db, len(records), worker)
+        externals = await db[EXTERNAL_EVENTS].find({}).to_list()
+        assert {d["_id"] for d in externals} == {r.key() for r in records}
+        canon = await db[EVENTS].find({}).to_list()
+        # Same performance on two providers: one canonical event for both (mostly).
+        by_truth: dict[str, set[str]] = {}
+        for doc in externals:
+            by_truth.setdefault(truth[doc["_id"]], set()).add(doc["canonical_id"])
+        split = sum(1 for ids in by_truth.values() if len(ids) > 1)
+        assert split <= len(by_truth) * 0.02, f"{split} performances split across events"
+        assert len(canon) == len({d["canonical_id"] for d in externals})
+        # The poison message went to the DLQ with its reason; the stream went on.
+        dead = await read_all(kafka_settings, topics["dlq"])
+        assert len(dead) == 1
+        headers = dict(dead[0].headers)
+        assert headers["dlq_error_class"] == b"ValidationError"
+        assert headers["dlq_source_offset"]
+        changes = [
+            CanonicalChange.model_validate_json(r.value)
+            for r in await read_all(kafka_settings, topics["changes"])
+        ]
+        assert {c.canonical_id for c in changes} == {d["_id"] for d in canon}
+        assert all(c.op in (ChangeOp.CREATED, ChangeOp.UPDATED) for c in changes)
+
+        # Redelivery of the same records writes nothing new and announces nothing.
+        before = len(changes)
+        await publish(kafka_settings, topics["input"], records[:40])
+        await asyncio.sleep(8)
+        again = await read_all(kafka_settings, topics["changes"])
+        assert len(again) == before
+        assert await db[EVENTS].count_documents({}) == len(canon)
+
+        # A tombstone cancels: the canonical event of a single-source record says so.
+        lonely = next(
+            d for d in externals
+            if sum(1 for e in externals if e["canonical_id"] == d["canonical_id"]) == 1
+        )  # fmt: skip
+        provider, external_id = lonely["_id"].split(":", 1)
+        gone = RawRecord(provider=Provider(provider), external_id=external_id, tombstone=True)
+        await publish(kafka_settings, topics["input"], [gone])
+        for _ in range(60):
+            event = await db[EVENTS].find_one({"_id": lonely["canonical_id"]})
+            if event and event["status"] == EventStatus.CANCELLED.value:
+                break
+            await asyncio.sleep(1)
+        assert event is not None
+        assert event["status"] == EventStatus.CANCELLED.value
+        assert event["version"] >= 2
+    finally:
+        await client.close()
