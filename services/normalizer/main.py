@@ -9,6 +9,6 @@ def run() -> int:
     from services.normalizer.app import app
 
     # One worker process; faust reads its command line like the `faust` CLI would.
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "warning"]
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
     app.main()
     return 0
