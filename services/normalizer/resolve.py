@@ -136,13 +136,22 @@ def score(a: Profile, b: Profile) -> float:
         when = 1.0 if gap <= timedelta(minutes=15) else 0.5 if gap <= timedelta(minutes=45) else 0.1
     else:
         when = 0.6  # one time is TBD: the same day is all we know
-    title = max(overlap(a.title, b.title), jaccard(a.title, b.title))
+    numbers_a = {t for t in a.title if t.isdigit()}
+    numbers_b = {t for t in b.title if t.isdigit()}
+    if numbers_a and numbers_b and not numbers_a & numbers_b:
+        return 0.0  # "Meetup #24" and "Meetup #90" are two evenings of one series
+    # Containment forgives "+ - Madrid" suffixes; Jaccard keeps a one-word title from
+    # swallowing a long one.
+    title = 0.5 * (overlap(a.title, b.title) + jaccard(a.title, b.title))
+    venue_names = overlap(a.venue, b.venue)
     if a.lat is not None and b.lat is not None and a.lon is not None and b.lon is not None:
         distance = km(a.lat, a.lon, b.lat, b.lon)
+        if distance > 2 and venue_names < 0.5:
+            return 0.0  # two places: two events, whatever the title says
         place = 1.0 if distance < 0.5 else 0.5 if distance < 2 else 0.0
     else:
         place = 0.0
-    place = max(place, overlap(a.venue, b.venue))
+    place = max(place, venue_names)
     if a.performers and b.performers:
         people = overlap(a.performers, b.performers)
         # Performer names also hide in the other side's title ("Adele" / "Adele - Live").
