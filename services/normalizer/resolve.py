@@ -48,6 +48,20 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b)
 
 
+def people_overlap(a: frozenset[str], b: frozenset[str]) -> float:
+    """Share of the shorter line-up found in the other ("Miners" is "Los Angeles Miners")."""
+    if not a or not b:
+        return 0.0
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
+    others = [frozenset(name.split()) for name in large]
+    found = 0
+    for name in small:
+        words = frozenset(name.split())
+        if any(words <= other or other <= words for other in others):
+            found += 1
+    return found / len(small)
+
+
 def km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
@@ -153,7 +167,9 @@ def score(a: Profile, b: Profile) -> float:
         place = 0.0
     place = max(place, venue_names)
     if a.performers and b.performers:
-        people = overlap(a.performers, b.performers)
+        people = people_overlap(a.performers, b.performers)
+        if min(len(a.performers), len(b.performers)) >= 2 and people < 1.0:
+            return 0.0  # Madrid Rovers at Chicago is not Nashville Rovers at Chicago
         # Performer names also hide in the other side's title ("Adele" / "Adele - Live").
         return 0.35 * title + 0.2 * place + 0.2 * when + 0.25 * people
     if a.performers or b.performers:
