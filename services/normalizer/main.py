@@ -1,11 +1,24 @@
-"""Composition root of the normalizer: runs the faust worker (services/normalizer/app.py)."""
+"""Composition root of the normalizer: the faust worker, or ``replay-dlq``."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import sys
 
 
 def run() -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.normalizer")
+    parser.add_argument("command", nargs="?", default="worker", choices=["worker", "replay-dlq"])
+    parser.add_argument("--max", type=int, default=None, help="replay at most this many")
+    args = parser.parse_args()
+    if args.command == "replay-dlq":
+        from services.normalizer.replay import replay_dlq
+        from shared.settings import NormalizerSettings
+
+        sent = asyncio.run(replay_dlq(NormalizerSettings(), limit=args.max))
+        print(f"replayed {sent} dead-lettered records to the input topic")
+        return 0
     from services.normalizer.app import app
 
     # One worker process; faust reads its command line like the `faust` CLI would.

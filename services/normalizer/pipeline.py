@@ -12,11 +12,13 @@ from pydantic import ValidationError
 from pymongo import ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.normalizer.categories import CANONICAL, provider_category_docs
 from services.normalizer.mappers import MappingError, is_addon, map_event
 from services.normalizer.merge import content_hash, merge
 from services.normalizer.resolve import Cluster, Profile, Resolver
 from shared.contracts import (
     CanonicalChange,
+    Category,
     ChangeOp,
     EventStatus,
     ExternalEvent,
@@ -24,7 +26,7 @@ from shared.contracts import (
 )
 from shared.contracts.base import utc_now
 from shared.contracts.messages import Entity
-from shared.mongo import EVENTS, EXTERNAL_EVENTS, Document
+from shared.mongo import CATEGORIES, EVENTS, EXTERNAL_EVENTS, Document
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,22 @@ class CatalogueStore:
         found = self.db[collection].find({"_id": {"$in": list(dict.fromkeys(ids))}})
         return {str(doc["_id"]): doc async for doc in found}
 
+    async def categories(self, docs: Sequence[Category]) -> None:
+        """Insert categories not stored yet (keyed ``source:name``; unique on name + source)."""
+        if not docs:
+            return
+        await self.db[CATEGORIES].bulk_write(
+            [
+                UpdateOne(
+                    {"_id": f"{c.source}:{c.name}"},
+                    {"$setOnInsert": c.to_document()},
+                    upsert=True,
+                )
+                for c in docs
+            ],
+            ordered=False,
+        )
+
     async def write(
         self,
         externals: list[Document],
@@ -152,6 +170,17 @@ class Normalizer:
         self.store = store
         self.emit = emit
         self.threshold = resolver_threshold
+        # Categories this worker has stored: each is written once per process, not per record.
+        self.categories_seen: set[tuple[str, str]] = set()
+
+    async def seed_categories(self) -> None:
+        await self._categories(CANONICAL)
+
+    async def _categories(self, docs: Sequence[Category]) -> None:
+        fresh = [c for c in docs if (c.source, c.name) not in self.categories_seen]
+        unique = list({(c.source, c.name): c for c in fresh}.values())
+        await self.store.categories(unique)
+        self.categories_seen.update((c.source, c.name) for c in unique)
 
     def _parse(self, message: Message, outcome: Outcome) -> RawRecord | None:
         try:
@@ -302,6 +331,7 @@ class Normalizer:
             doc["start_utc"] = event.start_utc
             externals.append(doc)
         await self.store.write(externals, canonical_docs, new_blocks)
+        await self._categories([c for e in changed.values() for c in provider_category_docs(e)])
         outcome.written += len(externals)
 
 

@@ -18,7 +18,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from deploy.sandbox import World, render
 from shared.contracts import CanonicalChange, ChangeOp, EventStatus, Provider, RawRecord
 from shared.kafka import make_producer
-from shared.mongo import EVENTS, EXTERNAL_EVENTS, Document, get_database, make_client
+from shared.mongo import (
+    CATEGORIES,
+    EVENTS,
+    EXTERNAL_EVENTS,
+    Document,
+    get_database,
+    make_client,
+)
 from shared.settings import KafkaSettings, MongoSettings
 from tests.stack import ROOT
 
@@ -222,5 +229,70 @@ async def test_raw_records_become_one_catalogue(
         assert event is not None
         assert event["status"] == EventStatus.CANCELLED.value
         assert event["version"] >= 2
+
+        # Categories: the canonical taxonomy and the providers' own, once each.
+        sources = set(await db[CATEGORIES].distinct("source"))
+        assert {"marquee", "ticketmaster", "seatgeek"} <= sources
+
+        # replay-dlq feeds the dead letter back; still unreadable, it lands in the DLQ again.
+        replay = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.normalizer", "replay-dlq", cwd=ROOT, env=worker.env,
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await replay.communicate()
+        assert replay.returncode == 0
+        assert b"replayed 1 dead-lettered records" in out
+        for _ in range(60):
+            dead = await read_all(kafka_settings, topics["dlq"])
+            if len(dead) == 2:
+                break
+            await asyncio.sleep(1)
+        assert len(dead) == 2
+    finally:
+        await client.close()
+
+
+async def test_kill_9_mid_stream_loses_and_duplicates_nothing(
+    worker: Worker,
+    topics: dict[str, str],
+    kafka_settings: KafkaSettings,
+    mongo_settings: MongoSettings,
+    unique: str,
+) -> None:
+    records, truth = sandbox_records(events=600)
+    client = make_client(mongo_settings)
+    db = get_database(client, mongo_settings, f"norm_{unique}")
+    try:
+        await publish(kafka_settings, topics["input"], records)
+        # Kill the worker without warning once it is part way through.
+        for _ in range(120):
+            if await db[EXTERNAL_EVENTS].count_documents({}) >= len(records) // 4:
+                break
+            await asyncio.sleep(0.5)
+        await worker.stop(signal.SIGKILL)
+        partial = await db[EXTERNAL_EVENTS].count_documents({})
+        assert partial < len(records), "the worker finished before it could be killed"
+        await worker.start()
+        await wait_for(db, len(records), worker)
+        externals = await db[EXTERNAL_EVENTS].find({}).to_list()
+        assert len(externals) == len(records)
+        canon_ids = {d["_id"] for d in await db[EVENTS].find({}, {"_id": 1}).to_list()}
+        # No canonical event without a member (a duplicate made before the crash would be one).
+        assert canon_ids == {d["canonical_id"] for d in externals}
+        changes = [
+            CanonicalChange.model_validate_json(r.value)
+            for r in await read_all(kafka_settings, topics["changes"])
+        ]
+        last: dict[str, int] = {}
+        for change in changes:  # per key, in partition order
+            assert change.version >= last.get(change.canonical_id, 0), "version went back"
+            last[change.canonical_id] = change.version
+        stored = {d["_id"]: d["version"] for d in await db[EVENTS].find({}).to_list()}
+        assert all(stored[cid] == version for cid, version in last.items())
+        by_truth: dict[str, set[str]] = {}
+        for doc in externals:
+            by_truth.setdefault(truth[doc["_id"]], set()).add(doc["canonical_id"])
+        split = sum(1 for ids in by_truth.values() if len(ids) > 1)
+        assert split <= len(by_truth) * 0.02
     finally:
         await client.close()
