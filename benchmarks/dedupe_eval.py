@@ -13,8 +13,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploy.sandbox import World
-from deploy.sandbox import render
+from deploy.sandbox import World, render
 from services.normalizer.mappers import MappingError, is_addon, map_event
 from services.normalizer.resolve import Profile, Resolver
 from shared.contracts import Provider, RawRecord

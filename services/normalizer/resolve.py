@@ -132,9 +132,16 @@ class Profile:
         return keys
 
     def indexed_under(self) -> list[str]:
-        """Where others find it: its own blocks, and the day's catch-all for placeless ones."""
+        """Where others find it: its own blocks, plus the day's catch-all for community events.
+
+        Placeless records (online meetups) search the catch-all; their physical twins are
+        community events (Eventbrite, Meetup), so only those go there. Indexing every
+        record there would make one ever-growing document per day, rewritten per batch.
+        """
         own = self.blocks()
-        return own if own and own[-1].endswith("|any") else [*own, f"{self.day}|any"]
+        if own and own[-1].endswith("|any"):
+            return own
+        return [*own, f"{self.day}|any"] if self.category == "community" else own
 
 
 def score(a: Profile, b: Profile) -> float:

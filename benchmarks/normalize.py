@@ -1,0 +1,126 @@
+"""Normalizer throughput: raw.events → catalogue through one faust worker, vs the store ceiling."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.baseline import make_records, mongo_upserts
+from benchmarks.dedupe_eval import records as world_records
+from deploy.sandbox import World
+from shared.kafka import make_producer
+from shared.mongo import EVENTS, EXTERNAL_EVENTS, get_database, make_client
+from shared.settings import KafkaSettings, MongoSettings
+from tests.stack import ROOT, endpoints
+
+
+async def run(args: argparse.Namespace, env: dict[str, str]) -> None:
+    kafka = KafkaSettings(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"])
+    mongo_settings = MongoSettings(url=env["MONGO_URL"])  # type: ignore[arg-type]
+    unique = uuid.uuid4().hex[:8]
+    names = {k: f"bench.{k}.{unique}" for k in ("input", "changes", "dlq")}
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    await admin.create_topics([NewTopic(n, args.partitions, 1) for n in names.values()])
+    world = World(seed=42, events=args.events)
+    raws = [raw for raw, _truth in world_records(world)][: args.records]
+    payloads = [r.to_json_bytes() for r in raws]
+    size = sum(len(p) for p in payloads) / len(payloads)
+    print(f"{len(raws):,} raw records, {size:,.0f} bytes on average", flush=True)
+
+    # The ceiling, measured now on the same server: bare unordered bulk upserts (j=True).
+    ceiling = await mongo_upserts(
+        mongo_settings, f"ceiling_{unique}", make_records(args.ceiling), args.batch
+    )
+    database = f"bench_norm_{unique}"
+    worker_env = {
+        **os.environ,
+        **env,
+        "MARQUEE_ENV": "test",
+        "NORMALIZER_APP_ID": f"bench-normalizer-{unique}",
+        "NORMALIZER_INPUT_TOPIC": names["input"],
+        "NORMALIZER_CHANGES_TOPIC": names["changes"],
+        "NORMALIZER_DLQ_TOPIC": names["dlq"],
+        "NORMALIZER_DATA_DIR": tempfile.mkdtemp(prefix="bench-faust-"),
+        "NORMALIZER_HTTP_PORT": "0",
+        "NORMALIZER_BATCH_SIZE": str(args.batch),
+        "MONGO_DATABASE": database,
+    }
+    producer = make_producer(kafka)
+    await producer.start()
+    client = make_client(mongo_settings)
+    db = get_database(client, mongo_settings, database)
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.normalizer", cwd=ROOT, env=worker_env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        # Warm up: one record through, so group join and start-up are not in the figure.
+        await producer.send_and_wait(names["input"], payloads[0], key=raws[0].key().encode())
+        for _ in range(240):
+            if await db[EXTERNAL_EVENTS].count_documents({}) >= 1:
+                break
+            await asyncio.sleep(0.5)
+        started = time.perf_counter()
+        for raw, value in zip(raws[1:], payloads[1:], strict=True):
+            await producer.send(names["input"], value, key=raw.key().encode())
+        await producer.flush()
+        published = time.perf_counter() - started
+        done = 0
+        while done < len(raws):
+            if worker.returncode is not None:
+                raise RuntimeError(f"worker exited {worker.returncode}")
+            await asyncio.sleep(0.25)
+            done = await db[EXTERNAL_EVENTS].count_documents({})
+        seconds = time.perf_counter() - started
+        canonical = await db[EVENTS].count_documents({})
+    finally:
+        worker.terminate()
+        await worker.wait()
+        await producer.stop()
+        await client.drop_database(database)
+        await client.close()
+        await admin.delete_topics(list(names.values()))
+        await admin.close()
+    rate = (done - 1) / seconds
+    new_docs = ceiling[0].rate
+    print(f"\npublished in {published:.1f}s; normalized {done - 1:,} records in {seconds:.1f}s")
+    print("| measurement | records/s |")
+    print("|---|---:|")
+    print(f"| normalizer, one worker (faust, batch {args.batch}) | {rate:,.0f} |")
+    print(f"| store ceiling: bulk upsert of new documents, same run | {new_docs:,.0f} |")
+    print(f"\n{canonical:,} canonical events from {done:,} records")
+    # Each record costs the store at least two document writes (per-source + canonical) and
+    # a block update; the fair ceiling for the pipeline is about a third of the bare one.
+    print(
+        f"ratio to the bare ceiling: {rate / new_docs:.2f}; "
+        f"documents written per second: {rate * 2:,.0f} ({rate * 2 / new_docs:.2f} of ceiling)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=20_000, help="sandbox world size")
+    parser.add_argument("--records", type=int, default=20_000, help="raw records to normalize")
+    parser.add_argument("--ceiling", type=int, default=5_000, help="documents for the ceiling")
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--partitions", type=int, default=6)
+    args = parser.parse_args(argv)
+    with endpoints() as ends:
+        asyncio.run(run(args, ends.env()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
