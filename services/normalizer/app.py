@@ -10,7 +10,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
-from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+from pymongo.errors import ConnectionFailure
 
 from services.normalizer.pipeline import CatalogueStore, Message, Normalizer, Outcome, Rejected
 from shared.cloudevents import ce_headers
@@ -94,8 +94,9 @@ class Sinks:
         await asyncio.gather(*pending)
 
 
-# Store errors worth waiting out: the server restarting, a failover, a network blip.
-TRANSIENT = (ConnectionFailure, OperationFailure)
+# Store errors worth waiting out: the server restarting, a failover, a network blip
+# (ConnectionFailure covers AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError).
+TRANSIENT = (ConnectionFailure,)
 
 
 async def handle(normalizer: Normalizer, sinks: Sinks, batch: list[Message]) -> Outcome:
@@ -109,8 +110,6 @@ async def handle(normalizer: Normalizer, sinks: Sinks, batch: list[Message]) -> 
             log.warning("store unavailable, retrying the batch in %.1fs: %s", delay, err)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
-        except (PyMongoError, OSError):
-            raise
         except Exception as err:  # noqa: BLE001 - isolate the poison message, keep the stream
             if len(batch) == 1:
                 outcome = Outcome(rejected=[Rejected(batch[0], type(err).__name__, str(err))])

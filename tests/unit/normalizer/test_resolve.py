@@ -1,0 +1,114 @@
+"""Entity resolution rules and the canonical merge, on hand-made records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from services.normalizer.merge import content_hash, merge
+from services.normalizer.resolve import Profile, Resolver, canonical_id_for, score
+from shared.contracts import EventStatus, ExternalEvent, Performer, PriceRange, Provider
+from shared.contracts.documents import Venue, When
+
+START = datetime(2027, 3, 14, 3, 30, tzinfo=UTC)
+
+
+def event(source: str, ext: str, title: str, **changes: Any) -> ExternalEvent:
+    start = changes.pop("start", START)
+    fields: dict[str, Any] = {
+        "source": Provider(source),
+        "external_id": ext,
+        "title": title,
+        "start": When(utc=start, local="2027-03-13T20:30:00", timezone="America/Los_Angeles"),
+        "start_utc": start,
+        "venue": Venue(name="Crypto.com Arena", city="Los Angeles", lat=34.043, lon=-118.267),
+        "category": "sports",
+        "content_hash": f"h-{source}-{ext}",
+    }
+    fields.update(changes)
+    return ExternalEvent(**fields)
+
+
+def profile(e: ExternalEvent, addon: bool = False) -> Profile:
+    return Profile.of(e, addon=addon)
+
+
+def test_same_game_across_providers_matches() -> None:
+    tm = event("ticketmaster", "a", "Los Angeles Lakers vs. Boston Celtics")
+    sg = event(
+        "seatgeek",
+        "1",
+        "Boston Celtics at Los Angeles Lakers",
+        venue=Venue(
+            name="Crypto.com Arena - Los Angeles", city="Los Angeles", lat=34.0431, lon=-118.2673
+        ),
+    )
+    assert score(profile(tm), profile(sg)) >= 0.62
+
+
+def test_hard_rules_rule_a_match_out() -> None:
+    base = profile(event("ticketmaster", "a", "Meetup #24"))
+    assert score(base, profile(event("ticketmaster", "b", "Meetup #24"))) == 0  # same provider
+    assert score(base, profile(event("seatgeek", "1", "Meetup #90"))) == 0  # series numbers
+    late = event("seatgeek", "2", "Meetup #24", start=START + timedelta(hours=4))
+    assert score(base, profile(late)) == 0
+    assert score(base, profile(event("seatgeek", "3", "Meetup #24"), addon=True)) == 0
+    far = event("seatgeek", "4", "Meetup #24", venue=Venue(name="Other Hall", lat=34.2, lon=-118.5))
+    assert score(base, profile(far)) == 0
+    other = event("seatgeek", "5", "Meetup #24", category="community")
+    assert score(base, profile(other)) == 0
+
+
+def test_different_two_team_line_ups_never_match() -> None:
+    a = event(
+        "ticketmaster",
+        "a",
+        "Chicago Athletic vs. Nashville Rovers",
+        performers=[Performer(name="Chicago Athletic"), Performer(name="Nashville Rovers")],
+    )
+    b = event(
+        "seatgeek",
+        "1",
+        "Madrid Rovers at Chicago Athletic",
+        performers=[Performer(name="Madrid Rovers"), Performer(name="Chicago Athletic")],
+    )
+    assert score(profile(a), profile(b)) == 0
+
+
+def test_resolver_ids_are_stable_and_clusters_join() -> None:
+    resolver = Resolver()
+    tm = profile(event("ticketmaster", "a", "Adele"))
+    sg = profile(event("seatgeek", "1", "Adele - World Tour"))
+    first, _ = resolver.add(tm)
+    second, value = resolver.add(sg)
+    assert first == second == canonical_id_for("ticketmaster:a")
+    assert value is not None
+    again, _ = resolver.add(tm)
+    assert again == first
+
+
+def test_merge_takes_the_best_value_per_field() -> None:
+    tbd = event(
+        "ticketmaster",
+        "a",
+        "Adele",
+        start=START,
+        price_range=PriceRange(min=50, max=90, currency="USD"),
+        performers=[Performer(name="Adele", spotify_id="4dpARuHxo51G3z768sgnrY")],
+    )
+    tbd.start = When(local="2027-03-13", time_tbd=True, timezone="America/Los_Angeles")
+    timed = event(
+        "seatgeek",
+        "1",
+        "Adele - World Tour",
+        description="A longer description of the night",
+        price_range=PriceRange(min=40, max=120, currency="USD"),
+        status=EventStatus.SCHEDULED,
+    )
+    merged = merge("evt_x", [timed, tbd], {"seatgeek:1": 0.9})
+    assert merged.title == "Adele"  # the leading source's title
+    assert merged.start.utc == START  # a known time beats a TBD one
+    assert merged.price_range == PriceRange(min=40, max=120, currency="USD")
+    assert merged.performers[0].spotify_id == "4dpARuHxo51G3z768sgnrY"
+    assert [s.source.value for s in merged.sources] == ["ticketmaster", "seatgeek"]
+    assert content_hash(merged) == content_hash(merge("evt_x", [tbd, timed], {}))
