@@ -27,7 +27,7 @@ from tests.stack import ROOT, endpoints
 
 async def run(args: argparse.Namespace, env: dict[str, str]) -> None:
     kafka = KafkaSettings(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"])
-    mongo_settings = MongoSettings(url=env["MONGO_URL"])  # type: ignore[arg-type]
+    mongo_settings = MongoSettings(url=env["MONGO_URL"])
     unique = uuid.uuid4().hex[:8]
     names = {k: f"bench.{k}.{unique}" for k in ("input", "changes", "dlq")}
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)

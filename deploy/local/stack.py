@@ -250,6 +250,8 @@ class Component:
     ready: Callable[[dict[str, int]], None]  # raises until ready
     prepare: Callable[[dict[str, int]], None] = lambda ports: None
     start_timeout_s: float = 90.0
+    # Extra environment for the process, from its ports and the stack's state (services).
+    env: Callable[[dict[str, int], dict[str, dict[str, object]]], dict[str, str]] | None = None
 
     @property
     def pidfile(self) -> Path:
@@ -490,6 +492,38 @@ def sandbox_env(base: str) -> dict[str, str]:
     }
 
 
+# normalizer (a service, started after the topics exist) --------------------------------
+
+
+def normalizer_command(ports: dict[str, int]) -> list[str]:
+    return [sys.executable, "-m", "services.normalizer"]
+
+
+def normalizer_env(ports: dict[str, int], state: dict[str, dict[str, object]]) -> dict[str, str]:
+    return {
+        **endpoints(state, sandbox=False),
+        "MARQUEE_ENV": os.environ.get("MARQUEE_ENV", "dev"),
+        "NORMALIZER_HTTP_PORT": str(ports["port"]),
+        "NORMALIZER_DATA_DIR": str(RUN / "normalizer"),
+    }
+
+
+def normalizer_ready(ports: dict[str, int]) -> None:
+    import urllib.request
+
+    url = f"http://{HOST}:{ports['port']}/readyz"
+    with urllib.request.urlopen(url, timeout=3) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"normalizer answered {resp.status}")
+
+
+def services_check() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("services.normalizer") is None:
+        raise StackError("the services package is not installed: run ./marquee setup first")
+
+
 def sandbox_check() -> None:
     import importlib.util
 
@@ -517,6 +551,15 @@ COMPONENTS: dict[str, Component] = {
     "ferretdb": Component("ferretdb", ("port",), build_ferretdb, ferretdb_command, ferretdb_ready),
     "s3": Component("s3", ("port",), no_build, moto_command, moto_ready),
     "sandbox": Component("sandbox", ("port",), sandbox_check, sandbox_command, sandbox_ready),
+    "normalizer": Component(
+        "normalizer",
+        ("port",),
+        services_check,
+        normalizer_command,
+        normalizer_ready,
+        start_timeout_s=120,
+        env=normalizer_env,
+    ),
 }
 # Without these nothing runs; the sandbox only stands in for the providers.
 CORE = ("kafka", "ferretdb", "s3")
@@ -562,6 +605,7 @@ def start(comp: Component, state: dict[str, dict[str, object]]) -> Callable[[], 
             stdin=subprocess.DEVNULL,
             cwd=RUN,
             start_new_session=True,  # survives the shell that ran `up`
+            env={**os.environ, **comp.env(ports, state)} if comp.env else None,
         )
     comp.pidfile.write_text(str(proc.pid))
     state[comp.name] = {**ports, "pid": proc.pid, "argv": argv}
