@@ -22,6 +22,7 @@ def run() -> int:
     from services.normalizer.app import app
 
     # One worker process; faust reads its command line like the `faust` CLI would.
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
+    # No faust web server: health and metrics are served by our own (NORMALIZER_HTTP_PORT).
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
     app.main()
     return 0

@@ -28,7 +28,8 @@ async def test_faust_worker_round_trip(
     with log_path.open("wb") as log:
         worker = await asyncio.create_subprocess_exec(
             *[sys.executable, "-m", "faust", "-A", "tests.integration.faust_echo", "worker"],
-            *["-l", "info"],
+            # No web server: it would bind 0.0.0.0:6066, shared by every faust worker here.
+            *["--without-web", "-l", "info"],
             cwd=ROOT,
             env=env,
             stdout=log,

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import MongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -32,6 +32,7 @@ from shared.kafka import make_producer
 from shared.mongo import CHECKPOINTS, Document
 from shared.s3 import ensure_bucket, s3_client
 from shared.settings import IngestorSettings, KafkaSettings, S3Settings
+from tests.kafka_read import read_topic as read_all
 from tests.sandbox import environ, running_sandbox, sandbox_env
 from tests.stack import ROOT
 
@@ -81,27 +82,7 @@ async def resources(
 
 
 async def read_topic(kafka: KafkaSettings, topic: str) -> list[Any]:
-    consumer: AIOKafkaConsumer[bytes, bytes] = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        records = []
-
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < ends[tp] for tp in partitions])
-
-        while await behind():
-            batch = await consumer.getmany(timeout_ms=1000)
-            for items in batch.values():
-                records += items
-        return records
-    finally:
-        await consumer.stop()
+    return await read_all(kafka, topic, PARTITIONS)
 
 
 async def control(sandbox: str, method: str, path: str, **kwargs: Any) -> Any:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -27,6 +26,7 @@ from shared.mongo import (
     make_client,
 )
 from shared.settings import KafkaSettings, MongoSettings
+from tests.kafka_read import read_topic
 from tests.stack import ROOT
 
 EXPAND = {"venue", "ticket_availability", "event_sales_status", "category"}
@@ -139,22 +139,15 @@ async def publish(kafka: KafkaSettings, topic: str, records: Sequence[RawRecord 
 
 
 async def read_all(kafka: KafkaSettings, topic: str) -> list[Any]:
-    consumer: AIOKafkaConsumer[bytes, bytes] = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        parts = [TopicPartition(topic, p) for p in range(2)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        out: list[Any] = []
-        while any([await consumer.position(p) < ends[p] for p in parts]):
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                out += batch
-        return out
-    finally:
-        await consumer.stop()
+    return await read_topic(kafka, topic, 2)
+
+
+def split_performances(externals: list[Document], truth: dict[str, str]) -> tuple[int, int]:
+    """How many true performances ended up in more than one canonical event, of how many."""
+    by_truth: dict[str, set[str]] = {}
+    for doc in externals:
+        by_truth.setdefault(truth[doc["_id"]], set()).add(doc["canonical_id"])
+    return sum(1 for ids in by_truth.values() if len(ids) > 1), len(by_truth)
 
 
 async def wait_for(db: AsyncDatabase[Document], count: int, worker: Worker) -> None:
@@ -185,11 +178,8 @@ async def test_raw_records_become_one_catalogue(
         assert {d["_id"] for d in externals} == {r.key() for r in records}
         canon = await db[EVENTS].find({}).to_list()
         # Same performance on two providers: one canonical event for both (mostly).
-        by_truth: dict[str, set[str]] = {}
-        for doc in externals:
-            by_truth.setdefault(truth[doc["_id"]], set()).add(doc["canonical_id"])
-        split = sum(1 for ids in by_truth.values() if len(ids) > 1)
-        assert split <= len(by_truth) * 0.02, f"{split} performances split across events"
+        split, total = split_performances(externals, truth)
+        assert split <= total * 0.02, f"{split} performances split across events"
         assert len(canon) == len({d["canonical_id"] for d in externals})
         # The poison message went to the DLQ with its reason; the stream went on.
         dead = await read_all(kafka_settings, topics["dlq"])
@@ -289,10 +279,7 @@ async def test_kill_9_mid_stream_loses_and_duplicates_nothing(
             last[change.canonical_id] = change.version
         stored = {d["_id"]: d["version"] for d in await db[EVENTS].find({}).to_list()}
         assert all(stored[cid] == version for cid, version in last.items())
-        by_truth: dict[str, set[str]] = {}
-        for doc in externals:
-            by_truth.setdefault(truth[doc["_id"]], set()).add(doc["canonical_id"])
-        split = sum(1 for ids in by_truth.values() if len(ids) > 1)
-        assert split <= len(by_truth) * 0.02
+        split, total = split_performances(externals, truth)
+        assert split <= total * 0.02
     finally:
         await client.close()
