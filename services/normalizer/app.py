@@ -37,7 +37,7 @@ app = faust.App(
     producer_acks=-1,
     consumer_auto_offset_reset="earliest",
     topic_partitions=settings.kafka.topic_partitions,
-    topic_allow_declare=False,  # topics come from shared.bootstrap, with their real configs
+    # Our topics come from shared.bootstrap; faust still declares its own internal ones.
     broker_commit_every=settings.batch_size,
     stream_buffer_maxsize=settings.batch_size * 4,
 )

@@ -24,5 +24,9 @@ def run() -> int:
     # One worker process; faust reads its command line like the `faust` CLI would.
     # No faust web server: health and metrics are served by our own (NORMALIZER_HTTP_PORT).
     sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
-    app.main()
+    try:
+        app.main()
+    finally:
+        # faust logs at warning level: say plainly that the worker is gone, and why.
+        print("normalizer stopped", file=sys.stderr, flush=True)
     return 0
