@@ -54,6 +54,7 @@ records_total = metrics.counter("records_total", "raw records handled", ("result
 changes_total = metrics.counter("changes_total", "events.canonical messages", ("op",))
 batch_seconds = metrics.histogram("batch_seconds", "time to handle one batch")
 joins_total = metrics.counter("joins_total", "records matched into another provider's event")
+lag = metrics.gauge("consumer_lag", "records behind the end of the input partition", ("partition",))
 
 
 class Sinks:
@@ -135,6 +136,21 @@ def _messages(events: Sequence[Any]) -> list[Message]:
     ]
 
 
+def _record_lag(events: Sequence[Any]) -> None:
+    """Lag per partition after this batch: the partition's end minus the next offset."""
+    last: dict[Any, int] = {}
+    for event in events:
+        last[event.message.tp] = event.message.offset
+    for tp, offset in last.items():
+        try:
+            end = app.consumer.highwater(tp)
+        except Exception as err:  # noqa: BLE001 - a metric must never stop the stream
+            log.debug("no highwater for %s yet: %s", tp, err)
+            continue
+        if end is not None:
+            lag.labels(str(tp.partition)).set(max(end - offset - 1, 0))
+
+
 @app.agent(raw_events, concurrency=1)
 async def normalize(stream: AsyncIterable[Any]) -> None:
     """concurrency=1: more could commit past an unfinished batch; scale by partitions."""
@@ -158,6 +174,7 @@ async def normalize(stream: AsyncIterable[Any]) -> None:
             records_total.labels("stale").inc(outcome.stale)
             records_total.labels("dlq").inc(len(outcome.rejected))
             joins_total.inc(outcome.joined)
+            _record_lag(events)
             for change in outcome.changes:
                 changes_total.labels(change.op.value).inc()
     finally:
