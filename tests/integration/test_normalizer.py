@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib.util
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -282,4 +285,77 @@ async def test_kill_9_mid_stream_loses_and_duplicates_nothing(
         split, total = split_performances(externals, truth)
         assert split <= total * 0.02
     finally:
+        await client.close()
+
+
+async def test_store_stopped_for_20s_loses_nothing(
+    topics: dict[str, str],
+    stack: Any,
+    unique: str,
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+) -> None:
+    # A private MongoDB-wire server this test may freeze: the locally built FerretDB.
+    spec = importlib.util.spec_from_file_location("local_stack", ROOT / "deploy/local/stack.py")
+    assert spec is not None
+    assert spec.loader is not None
+    local_stack: Any = importlib.util.module_from_spec(spec)
+    sys.modules["local_stack"] = local_stack  # its dataclasses look themselves up there
+    spec.loader.exec_module(local_stack)
+
+    await asyncio.to_thread(local_stack.build_ferretdb)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = await asyncio.create_subprocess_exec(
+        str(local_stack.FERRETDB_BIN), "--listen-addr", f"127.0.0.1:{port}",
+        "--sqlite-dir", str(tmp_path / "ferret"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"mongodb://127.0.0.1:{port}/"
+    private = MongoSettings(url=url, server_selection_timeout_ms=3000)
+    client = make_client(private)
+    db = get_database(client, private, "frozen")
+    env = {
+        **os.environ,
+        **stack.env(),
+        "MONGO_URL": url,
+        "MONGO_DATABASE": "frozen",
+        # Short timeouts, so the freeze surfaces as errors the worker must wait out.
+        "MONGO_SOCKET_TIMEOUT_MS": "3000",
+        "MONGO_SERVER_SELECTION_TIMEOUT_MS": "3000",
+        "MARQUEE_ENV": "test",
+        "NORMALIZER_APP_ID": f"normalizer-frozen-{unique}",
+        "NORMALIZER_INPUT_TOPIC": topics["input"],
+        "NORMALIZER_CHANGES_TOPIC": topics["changes"],
+        "NORMALIZER_DLQ_TOPIC": topics["dlq"],
+        "NORMALIZER_DATA_DIR": str(tmp_path / "faust"),
+        "NORMALIZER_HTTP_PORT": "0",
+        "NORMALIZER_BATCH_SIZE": "50",
+    }
+    worker = Worker(env, tmp_path / "worker.log")
+    records, _truth = sandbox_records(events=300)
+    half = len(records) // 2
+    try:
+        for _ in range(60):
+            with contextlib.suppress(Exception):
+                await client.admin.command("ping")
+                break
+            await asyncio.sleep(0.5)
+        await worker.start()
+        await publish(kafka_settings, topics["input"], records[:half])
+        await wait_for(db, half, worker)
+        store.send_signal(signal.SIGSTOP)  # the store stops answering, connections stay open
+        await publish(kafka_settings, topics["input"], records[half:])
+        await asyncio.sleep(20)
+        store.send_signal(signal.SIGCONT)
+        await wait_for(db, len(records), worker)
+        assert await db[EXTERNAL_EVENTS].count_documents({}) == len(records)
+        assert await read_all(kafka_settings, topics["dlq"]) == []
+        assert "store unavailable, retrying" in worker.log.read_text()
+    finally:
+        await worker.stop()
+        store.send_signal(signal.SIGCONT)
+        store.terminate()
+        await store.wait()
         await client.close()
