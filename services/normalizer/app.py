@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -129,9 +129,22 @@ async def handle(normalizer: Normalizer, sinks: Sinks, batch: list[Message]) -> 
     return outcome
 
 
+def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
+    # faust hands headers over as a list of pairs or as a mapping, depending on the path.
+    if isinstance(raw, Mapping):
+        return tuple((str(k), bytes(v)) for k, v in raw.items())
+    return tuple((str(k), bytes(v)) for k, v in raw or ())
+
+
 def _messages(events: Sequence[Any]) -> list[Message]:
     return [
-        Message(e.message.value, e.message.key, e.message.partition, e.message.offset)
+        Message(
+            e.message.value,
+            e.message.key,
+            e.message.partition,
+            e.message.offset,
+            _headers(e.message.headers),
+        )
         for e in events
     ]
 

@@ -15,6 +15,7 @@ from pymongo.errors import BulkWriteError
 
 from services.normalizer.categories import CANONICAL, provider_category_docs
 from services.normalizer.mappers import MappingError, is_addon, map_event
+from services.normalizer.mappers.spotify import map_artist
 from services.normalizer.merge import content_hash, merge
 from services.normalizer.resolve import Cluster, Profile, Resolver
 from shared.contracts import (
@@ -23,6 +24,7 @@ from shared.contracts import (
     ChangeOp,
     EventStatus,
     ExternalEvent,
+    Provider,
     RawRecord,
 )
 from shared.contracts.base import utc_now
@@ -44,6 +46,7 @@ class Message:
     key: bytes | None
     partition: int
     offset: int
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,7 @@ class Outcome:
     stale: int = 0
     skipped: int = 0  # entities the catalogue does not keep (venues, categories)
     joined: int = 0  # records matched into an existing canonical event of another provider
+    artists: int = 0  # Spotify artists stored for performers
     changes: list[CanonicalChange] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
 
@@ -114,6 +118,9 @@ class CatalogueStore:
         wanted = {"_id": {"$in": list(dict.fromkeys(ids))}}
         found = self.db[collection].find(wanted, list(fields) if fields else None)
         return {str(doc["_id"]): doc async for doc in found}
+
+    async def artists(self, docs: list[Document]) -> None:
+        await self.db[ARTISTS].bulk_write([_replace(d) for d in docs], ordered=False)
 
     async def categories(self, docs: Sequence[Category]) -> None:
         """Insert categories not stored yet (keyed ``source:name``; unique on name + source)."""
@@ -221,9 +228,15 @@ class Normalizer:
     async def process(self, messages: Sequence[Message]) -> Outcome:
         outcome = Outcome()
         latest: dict[str, tuple[RawRecord, Message]] = {}
+        artists: dict[str, Document] = {}
         for message in messages:
             raw = self._parse(message, outcome)
             if raw is None:
+                continue
+            if raw.provider is Provider.SPOTIFY and raw.entity is Entity.PERFORMER:
+                artist = self._artist(raw, message, outcome)
+                if artist is not None:
+                    artists[artist["_id"]] = artist
                 continue
             if raw.entity is not Entity.EVENT:
                 outcome.skipped += 1
@@ -237,6 +250,8 @@ class Normalizer:
                 latest[key] = (raw, message)
             else:
                 outcome.stale += 1
+        if artists:
+            await self.store.artists(list(artists.values()))
         stored = await self.store.by_ids(EXTERNAL_EVENTS, list(latest))
         changed: dict[str, ExternalEvent] = {}
         for key, (raw, message) in latest.items():
@@ -259,6 +274,57 @@ class Normalizer:
         if changed:
             await self._resolve_and_write(changed, outcome)
         return outcome
+
+    def _artist(self, raw: RawRecord, message: Message, outcome: Outcome) -> Document | None:
+        """A Spotify artist matched to a provider's performer (ingestor enrichment)."""
+        headers = {k: v.decode(errors="replace") for k, v in message.headers}
+        provider, performer = headers.get("ce_matchprovider"), headers.get("ce_matchid")
+        if not provider or not performer:
+            outcome.skipped += 1  # an artist nobody was matched to: nothing to join
+            return None
+        try:
+            artist = map_artist(raw.payload)
+        except MappingError as err:
+            outcome.rejected.append(Rejected(message, type(err).__name__, _short(err)))
+            return None
+        outcome.artists += 1
+        return {
+            "_id": f"{provider}:{performer}",
+            **artist.model_dump(mode="python"),
+            "match_confidence": float(headers.get("ce_matchconfidence") or 0) or None,
+            "match_method": headers.get("ce_matchmethod"),
+        }
+
+    async def _with_artists(self, members: dict[str, ExternalEvent]) -> dict[str, ExternalEvent]:
+        """Performers get the Spotify data matched to them (id, genres, popularity)."""
+        keys = sorted(
+            {
+                f"{e.source.value}:{p.external_id}"
+                for e in members.values()
+                for p in e.performers
+                if p.external_id
+            }
+        )
+        found = await self.store.by_ids(ARTISTS, keys)
+        if not found:
+            return members
+        out = {}
+        for key, event in members.items():
+            performers = []
+            for p in event.performers:
+                artist = found.get(f"{event.source.value}:{p.external_id}")
+                if artist is not None:
+                    p = p.model_copy(
+                        update={
+                            "spotify_id": p.spotify_id or artist.get("spotify_id"),
+                            "genres": p.genres or list(artist.get("genres") or []),
+                            "popularity": artist.get("popularity"),
+                            "match_confidence": artist.get("match_confidence"),
+                        }
+                    )
+                performers.append(p)
+            out[key] = event.model_copy(update={"performers": performers})
+        return out
 
     def _mapped(
         self, raw: RawRecord, message: Message, before: Document | None, outcome: Outcome
@@ -315,6 +381,7 @@ class Normalizer:
         unchanged_keys = sorted(member_keys - set(changed))
         others = await self.store.by_ids(EXTERNAL_EVENTS, unchanged_keys)
         members = {k: ExternalEvent.model_validate(d) for k, d in others.items()} | changed
+        members = await self._with_artists(members)
         canonical_docs: list[Document] = []
         now = utc_now()
         for cid in sorted(touched):

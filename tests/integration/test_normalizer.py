@@ -18,7 +18,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo.asynchronous.database import AsyncDatabase
 
 from deploy.sandbox import World, render
-from shared.contracts import CanonicalChange, ChangeOp, EventStatus, Provider, RawRecord
+from shared.contracts import (
+    CanonicalChange,
+    ChangeOp,
+    Entity,
+    EventStatus,
+    Provider,
+    RawRecord,
+)
 from shared.kafka import make_producer
 from shared.mongo import (
     CATEGORIES,
@@ -171,6 +178,34 @@ async def test_raw_records_become_one_catalogue(
     unique: str,
 ) -> None:
     records, truth = sandbox_records()
+    # A Spotify artist the ingestor matched to a Ticketmaster performer, sent before events.
+    tm = next(
+        r for r in records
+        if r.provider is Provider.TICKETMASTER and r.payload.get("_embedded", {}).get("attractions")
+    )  # fmt: skip
+    attraction = tm.payload["_embedded"]["attractions"][0]
+    artist = RawRecord(
+        provider=Provider.SPOTIFY,
+        entity=Entity.PERFORMER,
+        external_id="0C0XlULifJtAgn6ZNCW2eu",
+        payload={"id": "0C0XlULifJtAgn6ZNCW2eu", "name": attraction["name"], "genres": ["indie"],
+                 "popularity": 77, "type": "artist"},
+    )  # fmt: skip
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    await producer.send_and_wait(
+        topics["input"],
+        artist.to_json_bytes(),
+        key=artist.key().encode(),
+        headers=[
+            ("ce_matchprovider", b"ticketmaster"),
+            ("ce_matchid", str(attraction["id"]).encode()),
+            ("ce_matchmethod", b"search"),
+            ("ce_matchconfidence", b"0.910"),
+        ],
+    )
+    await producer.stop()
+    await asyncio.sleep(3)  # the artist is stored before the events that name the performer
     poison = b'{"provider": "ticketmaster", "external_id": ""}'
     await publish(kafka_settings, topics["input"], [*records[:50], poison, *records[50:]])
     client = make_client(mongo_settings)
@@ -222,6 +257,15 @@ async def test_raw_records_become_one_catalogue(
         assert event is not None
         assert event["status"] == EventStatus.CANCELLED.value
         assert event["version"] >= 2
+
+        # The matched Spotify artist is joined onto the performer of the canonical event.
+        tm_doc = next(d for d in externals if d["_id"] == tm.key())
+        joined = await db[EVENTS].find_one({"_id": tm_doc["canonical_id"]})
+        assert joined is not None
+        named = [p for p in joined["performers"] if p["name"] == attraction["name"]]
+        assert named
+        assert named[0]["popularity"] == 77
+        assert named[0]["match_confidence"] == 0.91
 
         # Categories: the canonical taxonomy and the providers' own, once each.
         sources = set(await db[CATEGORIES].distinct("source"))
