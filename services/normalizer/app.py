@@ -10,6 +10,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from pymongo.errors import ConnectionFailure
 
 from services.normalizer.pipeline import CatalogueStore, Message, Normalizer, Outcome, Rejected
@@ -95,9 +96,10 @@ class Sinks:
         await asyncio.gather(*pending)
 
 
-# Store errors worth waiting out: the server restarting, a failover, a network blip
+# Errors worth waiting out: the store or the broker restarting, a failover, a network blip
 # (ConnectionFailure covers AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError).
-TRANSIENT = (ConnectionFailure,)
+# A broker error is never the record's fault: it must not send good records to the DLQ.
+TRANSIENT = (ConnectionFailure, KafkaError)
 
 
 async def handle(normalizer: Normalizer, sinks: Sinks, batch: list[Message]) -> Outcome:
@@ -124,8 +126,15 @@ async def handle(normalizer: Normalizer, sinks: Sinks, batch: list[Message]) -> 
                 outcome.written += single.written
                 outcome.unchanged += single.unchanged
             return outcome
-    if outcome.rejected:
-        await sinks.dead_letters(outcome.rejected)
+    while outcome.rejected:
+        try:
+            await sinks.dead_letters(outcome.rejected)
+            break
+        except KafkaError as err:
+            # Not acknowledged by the DLQ yet: faust would ack the batch and lose them.
+            log.warning("DLQ unavailable, retrying in %.1fs: %s", delay, err)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
     return outcome
 
 
