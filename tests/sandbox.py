@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from deploy.sandbox.credentials import client_env
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -59,27 +61,9 @@ def running_sandbox(*args: str, events: int = 3000, seed: int = 7) -> Iterator[s
 
 
 def sandbox_env(base: str) -> dict[str, str]:
-    """The provider settings that aim the ingestor at the sandbox (real ones: same names)."""
-    return {
-        "TICKETMASTER_BASE_URL": f"{base}/ticketmaster/discovery/v2/",
-        "TICKETMASTER_API_KEY": "sandbox-tm-key",
-        "TICKETMASTER_RATE_PER_S": "0",
-        "SEATGEEK_BASE_URL": f"{base}/seatgeek/2/",
-        "SEATGEEK_CLIENT_ID": "sandbox-sg-id",
-        "SEATGEEK_CLIENT_SECRET": "sandbox-sg-secret",
-        "SEATGEEK_RATE_PER_S": "0",
-        "EVENTBRITE_BASE_URL": f"{base}/eventbrite/v3/",
-        "EVENTBRITE_TOKEN": "sandbox-eb-token",
-        "EVENTBRITE_RATE_PER_S": "0",
-        "MEETUP_BASE_URL": f"{base}/meetup/",
-        "MEETUP_TOKEN": "sandbox-meetup-token",
-        "MEETUP_RATE_PER_S": "0",
-        "SPOTIFY_BASE_URL": f"{base}/spotify/v1/",
-        "SPOTIFY_TOKEN_URL": f"{base}/spotify/accounts/api/token",
-        "SPOTIFY_CLIENT_ID": "sandbox-spotify-id",
-        "SPOTIFY_CLIENT_SECRET": "sandbox-spotify-secret",
-        "SPOTIFY_RATE_PER_S": "0",
-    }
+    """Provider settings aimed at the sandbox, with no client-side rate limit (tests)."""
+    rates = {f"{p}_RATE_PER_S": "0" for p in ("TICKETMASTER", "SEATGEEK", "EVENTBRITE", "MEETUP")}
+    return {**client_env(base), **rates, "SPOTIFY_RATE_PER_S": "0"}
 
 
 @contextlib.contextmanager

@@ -465,23 +465,13 @@ def sandbox_env(base: str) -> dict[str, str]:
     """
     import urllib.request
 
+    from deploy.sandbox.credentials import client_env
+
     # base is the loopback URL this script built from its own state file.
     with urllib.request.urlopen(f"{base}/_sandbox/directory", timeout=5) as resp:  # noqa: S310
         directory = json.loads(resp.read())
     return {
-        "TICKETMASTER_BASE_URL": f"{base}/ticketmaster/discovery/v2/",
-        "TICKETMASTER_API_KEY": "sandbox-tm-key",
-        "SEATGEEK_BASE_URL": f"{base}/seatgeek/2/",
-        "SEATGEEK_CLIENT_ID": "sandbox-sg-id",
-        "SEATGEEK_CLIENT_SECRET": "sandbox-sg-secret",
-        "EVENTBRITE_BASE_URL": f"{base}/eventbrite/v3/",
-        "EVENTBRITE_TOKEN": "sandbox-eb-token",
-        "MEETUP_BASE_URL": f"{base}/meetup/",
-        "MEETUP_TOKEN": "sandbox-meetup-token",
-        "SPOTIFY_BASE_URL": f"{base}/spotify/v1/",
-        "SPOTIFY_TOKEN_URL": f"{base}/spotify/accounts/api/token",
-        "SPOTIFY_CLIENT_ID": "sandbox-spotify-id",
-        "SPOTIFY_CLIENT_SECRET": "sandbox-spotify-secret",
+        **client_env(base),
         "MEETUP_GROUPS": json.dumps(directory["meetup_groups"], separators=(",", ":")),
         "TICKETMASTER_RATE_PER_S": "4",
         "SEATGEEK_RATE_PER_S": "8",

@@ -21,17 +21,20 @@ from starlette.routing import Route
 
 from deploy.sandbox import render
 from deploy.sandbox.control import Fault, Limits, State, Window
+from deploy.sandbox.credentials import (
+    EB_TOKEN,
+    MU_TOKEN,
+    SG_ID,
+    SG_SECRET,
+    SP_ID,
+    SP_SECRET,
+    TM_KEY,
+)
 from deploy.sandbox.world import EB, MU, SG, TM, Rec, Venue, World
 
 SPOTIFY = "spotify"
 ALL_PROVIDERS = (TM, SG, EB, MU, SPOTIFY)
 
-# Fixed, public sandbox credentials (not secrets): clients configure them like real ones.
-TM_KEY = "sandbox-tm-key"
-SG_ID, SG_SECRET = "sandbox-sg-id", "sandbox-sg-secret"
-EB_TOKEN = "sandbox-eb-token"  # noqa: S105 - public sandbox value
-MU_TOKEN = "sandbox-meetup-token"  # noqa: S105 - public sandbox value
-SP_ID, SP_SECRET = "sandbox-spotify-id", "sandbox-spotify-secret"
 
 Handler = Callable[[Request, dict[str, str]], Awaitable[Response]]
 

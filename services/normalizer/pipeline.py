@@ -17,7 +17,7 @@ from services.normalizer.categories import CANONICAL, provider_category_docs
 from services.normalizer.mappers import MappingError, is_addon, map_event
 from services.normalizer.mappers.spotify import map_artist
 from services.normalizer.merge import content_hash, merge
-from services.normalizer.resolve import Cluster, Profile, Resolver
+from services.normalizer.resolve import Profile, Resolver
 from shared.contracts import (
     CanonicalChange,
     Category,
@@ -357,13 +357,7 @@ class Normalizer:
         canon = await self.store.by_ids(EVENTS, sorted(candidate_ids), CANDIDATE_FIELDS)
         resolver = Resolver() if self.threshold is None else Resolver(self.threshold)
         for cid, doc in canon.items():
-            cluster = Cluster(cid)
-            for member in doc.get("members", []):
-                cluster.members[member["key"]] = profile_of(member)
-                resolver.of_key[member["key"]] = cid
-            resolver.clusters[cid] = cluster
-            for member in cluster.members.values():
-                resolver._index(cid, member)
+            resolver.load(cid, [profile_of(m) for m in doc.get("members", [])])
         scores: dict[str, float] = {}
         touched: set[str] = set()
         for key in sorted(changed):

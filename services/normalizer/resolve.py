@@ -213,6 +213,14 @@ class Resolver:
         self.blocks: dict[str, set[str]] = {}
         self.of_key: dict[str, str] = {}
 
+    def load(self, cid: str, members: Iterable[Profile]) -> None:
+        """Restore a stored cluster (its members' profiles), as the pipeline reads them."""
+        cluster = self.clusters.setdefault(cid, Cluster(cid))
+        for member in members:
+            cluster.members[member.key] = member
+            self.of_key[member.key] = cid
+            self.index(cid, member)
+
     def candidates(self, profile: Profile) -> Iterable[Cluster]:
         seen: set[str] = set()
         for block in profile.blocks():
@@ -235,16 +243,16 @@ class Resolver:
         if known is not None:
             cluster = self.clusters[known]
             cluster.members[profile.key] = profile
-            self._index(cluster.id, profile)
+            self.index(cluster.id, profile)
             return known, None
         found, value = self.best(profile)
         cluster = found or Cluster(canonical_id_for(profile.key))
         self.clusters[cluster.id] = cluster
         cluster.members[profile.key] = profile
         self.of_key[profile.key] = cluster.id
-        self._index(cluster.id, profile)
+        self.index(cluster.id, profile)
         return cluster.id, (value if found is not None else None)
 
-    def _index(self, cid: str, profile: Profile) -> None:
+    def index(self, cid: str, profile: Profile) -> None:
         for block in profile.indexed_under() if profile.day else []:
             self.blocks.setdefault(block, set()).add(cid)

@@ -108,23 +108,32 @@ async def topics(kafka_settings: KafkaSettings, unique: str) -> dict[str, str]:
     return names
 
 
-@pytest.fixture
-async def worker(
-    topics: dict[str, str], stack: Any, unique: str, tmp_path: Path, mongo_settings: MongoSettings
-) -> AsyncIterator[Worker]:
-    env = {
+def worker_env(
+    stack: Any, topics: dict[str, str], app_id: str, tmp_path: Path, **extra: str
+) -> dict[str, str]:
+    """A worker with its own topics, consumer group and state directory."""
+    return {
         **os.environ,
         **stack.env(),
         "MARQUEE_ENV": "test",
-        "NORMALIZER_APP_ID": f"normalizer-{unique}",
+        "NORMALIZER_APP_ID": app_id,
         "NORMALIZER_INPUT_TOPIC": topics["input"],
         "NORMALIZER_CHANGES_TOPIC": topics["changes"],
         "NORMALIZER_DLQ_TOPIC": topics["dlq"],
         "NORMALIZER_DATA_DIR": str(tmp_path / "faust"),
         "NORMALIZER_HTTP_PORT": "0",
         "NORMALIZER_BATCH_SIZE": "100",
-        "MONGO_DATABASE": f"norm_{unique}",
+        **extra,
     }
+
+
+@pytest.fixture
+async def worker(
+    topics: dict[str, str], stack: Any, unique: str, tmp_path: Path, mongo_settings: MongoSettings
+) -> AsyncIterator[Worker]:
+    env = worker_env(
+        stack, topics, f"normalizer-{unique}", tmp_path, MONGO_DATABASE=f"norm_{unique}"
+    )
     process = Worker(env, tmp_path / "worker.log")
     await process.start()
     yield process
@@ -360,23 +369,18 @@ async def test_store_stopped_for_20s_loses_nothing(
     private = MongoSettings(url=url, server_selection_timeout_ms=3000)
     client = make_client(private)
     db = get_database(client, private, "frozen")
-    env = {
-        **os.environ,
-        **stack.env(),
-        "MONGO_URL": url,
-        "MONGO_DATABASE": "frozen",
+    env = worker_env(
+        stack,
+        topics,
+        f"normalizer-frozen-{unique}",
+        tmp_path,
+        MONGO_URL=url,
+        MONGO_DATABASE="frozen",
         # Short timeouts, so the freeze surfaces as errors the worker must wait out.
-        "MONGO_SOCKET_TIMEOUT_MS": "3000",
-        "MONGO_SERVER_SELECTION_TIMEOUT_MS": "3000",
-        "MARQUEE_ENV": "test",
-        "NORMALIZER_APP_ID": f"normalizer-frozen-{unique}",
-        "NORMALIZER_INPUT_TOPIC": topics["input"],
-        "NORMALIZER_CHANGES_TOPIC": topics["changes"],
-        "NORMALIZER_DLQ_TOPIC": topics["dlq"],
-        "NORMALIZER_DATA_DIR": str(tmp_path / "faust"),
-        "NORMALIZER_HTTP_PORT": "0",
-        "NORMALIZER_BATCH_SIZE": "50",
-    }
+        MONGO_SOCKET_TIMEOUT_MS="3000",
+        MONGO_SERVER_SELECTION_TIMEOUT_MS="3000",
+        NORMALIZER_BATCH_SIZE="50",
+    )
     worker = Worker(env, tmp_path / "worker.log")
     records, _truth = sandbox_records(events=300)
     half = len(records) // 2

@@ -189,17 +189,24 @@ def zone(name: Any) -> ZoneInfo | None:
         return None
 
 
+def _iso(value: Any) -> datetime | None:
+    """An ISO 8601 datetime as written (offset or not), or None when absent or unreadable."""
+    raw = text(value)
+    if raw is None:
+        return None
+    try:
+        return datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+
+
 def parse_utc(value: Any) -> datetime | None:
     """An aware UTC datetime from an ISO string; a string without offset is taken as UTC.
 
     SeatGeek's ``datetime_utc`` has no "Z" although it is UTC; Ticketmaster and Eventbrite add one.
     """
-    raw = text(value)
-    if raw is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
+    parsed = _iso(value)
+    if parsed is None:
         return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
@@ -208,26 +215,14 @@ def parse_utc(value: Any) -> datetime | None:
 
 def parse_aware(value: Any) -> datetime | None:
     """An ISO datetime that must carry its own offset (Meetup); None if it has none."""
-    raw = text(value)
-    if raw is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
+    parsed = _iso(value)
+    return parsed if parsed is not None and parsed.tzinfo is not None else None
 
 
 def parse_local(value: Any) -> datetime | None:
     """A naive wall-clock datetime; any offset in the string is dropped (wall time kept)."""
-    raw = text(value)
-    if raw is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=None)
+    parsed = _iso(value)
+    return parsed.replace(tzinfo=None) if parsed is not None else None
 
 
 def parse_date(value: Any) -> date | None:

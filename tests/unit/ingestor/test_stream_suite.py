@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from deploy.sandbox import Limits, World, create_app
+from deploy.sandbox.credentials import client_env
 from services.ingestor.budget import Budget
 from services.ingestor.errors import AuthError, QuotaSpent
 from services.ingestor.http import ApiClient, Page, RetryPolicy
@@ -38,6 +39,7 @@ from services.ingestor.streams import Query, Stream, Window
 from services.ingestor.wiring import auth_for
 from shared.contracts import Provider
 from shared.settings import IngestorSettings
+from tests.sandbox import environ
 
 SAMPLES = Path(__file__).resolve().parents[3] / ".." / "shared" / "provider-samples"
 START = datetime(2026, 11, 23, tzinfo=UTC)
@@ -108,12 +110,8 @@ class Recorder(httpx.AsyncBaseTransport):
 
 
 def settings_for_sandbox(**changes: Any) -> IngestorSettings:
-    settings = IngestorSettings()
-    settings.ticketmaster.api_key = settings.ticketmaster.api_key.__class__("sandbox-tm-key")
-    settings.seatgeek.client_id = settings.seatgeek.client_id.__class__("sandbox-sg-id")
-    settings.seatgeek.client_secret = settings.seatgeek.client_id.__class__("sandbox-sg-secret")
-    settings.eventbrite.token = settings.eventbrite.token.__class__("sandbox-eb-token")
-    settings.meetup.token = settings.meetup.token.__class__("sandbox-meetup-token")
+    with environ(client_env(BASE)):
+        settings = IngestorSettings()
     for name, value in changes.items():
         setattr(settings, name, value)
     return settings
