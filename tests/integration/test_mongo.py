@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from pymongo import InsertOne, UpdateOne
+from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -134,3 +134,29 @@ async def test_datetimes_round_trip_aware_utc(mongo_db: AsyncDatabase[Document])
     loaded = Checkpoint.model_validate(stored)
     assert loaded.last_success_at == datetime(2026, 6, 1, 18, 0, tzinfo=UTC)
     assert stored["last_success_at"].tzinfo is not None
+
+
+async def test_one_bulk_sees_its_own_earlier_writes(mongo_db: AsyncDatabase[Document]) -> None:
+    # The local FerretDB writes a bulk's _id-keyed updates in one transaction
+    # (05-update-one-transaction.patch); each statement must still see those before it,
+    # as on MongoDB: same _id twice, an upsert then an update, a non-_id filter after them.
+    docs = mongo_db["one_txn"]
+    await docs.insert_many([{"_id": f"t{i}", "n": 0, "tag": "old"} for i in range(5)])
+    ops: list[UpdateOne[Document] | ReplaceOne[Document]] = [
+        UpdateOne({"_id": "t0"}, {"$inc": {"n": 1}}),
+        UpdateOne({"_id": "t0"}, {"$inc": {"n": 1}}),
+        ReplaceOne({"_id": "t1"}, {"n": 10, "tag": "new"}),
+        UpdateOne({"_id": "fresh"}, {"$set": {"n": 1}}, upsert=True),
+        UpdateOne({"_id": "fresh"}, {"$inc": {"n": 1}}, upsert=True),
+        UpdateOne({"tag": "new"}, {"$set": {"seen": True}}),
+        UpdateOne({"_id": "t2"}, {"$addToSet": {"ids": {"$each": ["a", "b"]}}}),
+        UpdateOne({"_id": "t2"}, {"$addToSet": {"ids": {"$each": ["b", "c"]}}}),
+    ]
+    result = await docs.bulk_write(ops, ordered=False)
+    assert result.upserted_count == 1
+    stored = {d["_id"]: d async for d in docs.find({})}
+    assert stored["t0"]["n"] == 2
+    assert stored["t1"] == {"_id": "t1", "n": 10, "tag": "new", "seen": True}
+    assert stored["fresh"]["n"] == 2
+    assert stored["t2"]["ids"] == ["a", "b", "c"]
+    assert stored["t3"] == {"_id": "t3", "n": 0, "tag": "old"}

@@ -20,6 +20,9 @@ func main() {
 	listen := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on")
 	dir := flag.String("sqlite-dir", "", "directory holding the SQLite databases")
 	debug := flag.Bool("debug", false, "log every connection and command (noisy)")
+	// SQLite's synchronous pragma: "full" syncs the WAL on every commit, "normal" syncs at
+	// checkpoints only (a commit survives a crash of this process, not a power loss).
+	synchronous := flag.String("sqlite-synchronous", "full", "SQLite synchronous pragma: full or normal")
 	flag.Parse()
 	if *dir == "" {
 		log.Fatal("--sqlite-dir is required")
@@ -33,6 +36,12 @@ func main() {
 	}
 	// FerretDB wants a file: URL of an existing directory that ends with a slash.
 	url := "file:" + strings.TrimSuffix(abs, "/") + "/"
+	switch *synchronous {
+	case "full", "normal":
+		url += "?_pragma=synchronous(" + *synchronous + ")"
+	default:
+		log.Fatalf("--sqlite-synchronous must be full or normal, not %q", *synchronous)
+	}
 	// Warn logs every unsupported command reply (PyMongo's endSessions on each close): too noisy.
 	level := slog.LevelError
 	if *debug {
