@@ -72,9 +72,11 @@ def evaluate(world: World, threshold: float | None = None) -> dict[str, float]:
             failed += 1
             continue
         profile = Profile.of(event, addon=is_addon(event))
-        cluster, _score = resolver.add(profile)
+        resolver.add(profile)
         truth[entity].append(profile.key)
-        predicted[cluster].append(profile.key)
+    # Where each record ended up: merges move records after they were placed.
+    for key, cluster in resolver.of_key.items():
+        predicted[cluster].append(key)
     seconds = time.perf_counter() - started
     true_pairs, found_pairs = pairs(truth), pairs(predicted)
     hit = len(true_pairs & found_pairs)
@@ -86,6 +88,7 @@ def evaluate(world: World, threshold: float | None = None) -> dict[str, float]:
         "precision": hit / len(found_pairs) if found_pairs else 1.0,
         "recall": hit / len(true_pairs) if true_pairs else 1.0,
         "clusters": len(predicted),
+        "merges": len(resolver.merged),
         "entities": len(truth),
         "render_s": built,
         "resolve_s": seconds,

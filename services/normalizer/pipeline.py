@@ -20,6 +20,7 @@ from services.normalizer.merge import content_hash, merge
 from services.normalizer.resolve import Profile, Resolver
 from shared.contracts import (
     CanonicalChange,
+    CanonicalEvent,
     Category,
     ChangeOp,
     EventStatus,
@@ -34,7 +35,12 @@ from shared.mongo import CATEGORIES, EVENTS, EXTERNAL_EVENTS, Document
 log = logging.getLogger(__name__)
 
 BLOCKS = "blocks"
-CANDIDATE_FIELDS = ("members", "version", "content_hash", "status", "created_at")
+CANDIDATE_FIELDS = (
+    *("members", "version", "content_hash", "status", "created_at", "duplicate_of"),
+    *("is_imported", "imported_event"),
+)
+# How many merges a stale reference may be behind (each is one more read).
+MAX_MERGE_HOPS = 4
 ARTISTS = "artists"
 
 
@@ -63,6 +69,8 @@ class Outcome:
     stale: int = 0
     skipped: int = 0  # entities the catalogue does not keep (venues, categories)
     joined: int = 0  # records matched into an existing canonical event of another provider
+    merged: int = 0  # canonical events merged into another (duplicate_of)
+    split: int = 0  # records that left their canonical event for a new one
     artists: int = 0  # Spotify artists stored for performers
     changes: list[CanonicalChange] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
@@ -145,19 +153,22 @@ class CatalogueStore:
         blocks: dict[str, set[str]],
         *,
         existing: set[str],
-        existing_blocks: set[str],
+        fresh_blocks: set[str],
+        relinks: dict[str, str] | None = None,
     ) -> None:
         """Canonical events and blocks first, per-source records last (see Normalizer).
 
         Documents this batch saw stored are replaced; the others are inserted, because
         an insert is several times cheaper than an upsert on the local FerretDB (see
         docs/BENCHMARKS.md). If an insert collides (a replay after a crash wrote it
-        already), the whole collection's part is redone as idempotent upserts.
+        already), the whole collection's part is redone as idempotent upserts. Blocks read
+        and found absent (``fresh_blocks``) are inserted, the others extended. ``relinks``
+        point per-source records that a merge moved at their new canonical event.
         """
         await self._put(EVENTS, canonicals, existing)
         block_docs = {k: {"_id": k, "ids": sorted(v)} for k, v in blocks.items()}
-        new = [d for k, d in block_docs.items() if k not in existing_blocks]
-        add = [_add_ids(k, v) for k, v in blocks.items() if k in existing_blocks]
+        new = [d for k, d in block_docs.items() if k in fresh_blocks]
+        add = [_add_ids(k, v) for k, v in blocks.items() if k not in fresh_blocks]
         try:
             if new:
                 await self.db[BLOCKS].insert_many(new, ordered=False)
@@ -171,6 +182,11 @@ class CatalogueStore:
         if add:
             await self.db[BLOCKS].bulk_write(add, ordered=False)
         await self._put(EXTERNAL_EVENTS, externals, existing)
+        if relinks:
+            await self.db[EXTERNAL_EVENTS].bulk_write(
+                [UpdateOne({"_id": k}, {"$set": {"canonical_id": v}}) for k, v in relinks.items()],
+                ordered=False,
+            )
 
     async def _put(self, collection: str, docs: list[Document], existing: set[str]) -> None:
         if not docs:
@@ -268,6 +284,8 @@ class Normalizer:
                     outcome.stale += 1  # an older fetch never overwrites a newer one
                     continue
                 event.canonical_id = before.get("canonical_id")
+                event.is_imported = bool(before.get("is_imported"))
+                event.imported_event = before.get("imported_event")
                 event.created_at = before.get("created_at") or event.created_at
                 event.version = int(before.get("version") or 0) + 1
             changed[key] = event
@@ -347,6 +365,18 @@ class Normalizer:
             outcome.rejected.append(Rejected(message, type(err).__name__, _short(err)))
             return None
 
+    async def _candidates(self, ids: set[str]) -> dict[str, Document]:
+        """Stored candidate events, plus the events that merged ones now point to."""
+        canon: dict[str, Document] = {}
+        wanted = ids
+        for _ in range(MAX_MERGE_HOPS):
+            found = await self.store.by_ids(EVENTS, sorted(wanted - set(canon)), CANDIDATE_FIELDS)
+            canon.update(found)
+            wanted = {str(d["duplicate_of"]) for d in found.values() if d.get("duplicate_of")}
+            if not wanted - set(canon):
+                break
+        return canon
+
     async def _resolve_and_write(self, changed: dict[str, ExternalEvent], outcome: Outcome) -> None:
         profiles = {k: Profile.of(e, addon=is_addon(e)) for k, e in changed.items()}
         block_keys = sorted({b for p in profiles.values() for b in p.blocks()})
@@ -354,29 +384,37 @@ class Normalizer:
         candidate_ids = {cid for doc in blocks.values() for cid in doc.get("ids", [])}
         candidate_ids |= {e.canonical_id for e in changed.values() if e.canonical_id}
         # Candidates are read for resolution only: their members' profiles and bookkeeping.
-        canon = await self.store.by_ids(EVENTS, sorted(candidate_ids), CANDIDATE_FIELDS)
+        canon = await self._candidates(candidate_ids)
         resolver = Resolver() if self.threshold is None else Resolver(self.threshold)
         for cid, doc in canon.items():
-            resolver.load(cid, [profile_of(m) for m in doc.get("members", [])])
+            if not doc.get("duplicate_of"):  # a merged event has no members left
+                profiles_of = [profile_of(m) for m in doc.get("members", [])]
+                resolver.load(cid, profiles_of, doc.get("created_at"))
         scores: dict[str, float] = {}
-        touched: set[str] = set()
         for key in sorted(changed):
-            event = changed[key]
-            if event.canonical_id and event.canonical_id in resolver.clusters:
-                resolver.of_key[key] = event.canonical_id
-            cid, value = resolver.add(profiles[key])
-            event.canonical_id = cid
-            touched.add(cid)
+            home = _survivor(canon, changed[key].canonical_id)
+            if home in resolver.clusters and key not in resolver.of_key:
+                resolver.of_key[key] = home
+            _cid, value = resolver.add(profiles[key])
             if value is not None:
                 scores[key] = value
                 outcome.joined += 1
+        for key, event in changed.items():
+            event.canonical_id = resolver.of_key[key]
+        final = {old: _final(resolver, old) for old in resolver.split_from.values()}
+        touched = {resolver.of_key[k] for k in changed} | set(final.values())
+        touched |= {_final(resolver, s) for s in resolver.merged.values()}
         # Rebuild every touched canonical event from all its members.
         member_keys = {k for cid in touched for k in resolver.clusters[cid].members}
-        unchanged_keys = sorted(member_keys - set(changed))
-        others = await self.store.by_ids(EXTERNAL_EVENTS, unchanged_keys)
+        others = await self.store.by_ids(EXTERNAL_EVENTS, sorted(member_keys - set(changed)))
+        relinks = {
+            k: resolver.of_key[k]
+            for k, d in others.items()
+            if d.get("canonical_id") != resolver.of_key[k]
+        }
         members = {k: ExternalEvent.model_validate(d) for k, d in others.items()} | changed
         members = await self._with_artists(members)
-        canonical_docs: list[Document] = []
+        canonical_docs = await self._merged_away(resolver, canon, outcome)
         now = utc_now()
         for cid in sorted(touched):
             cluster = resolver.clusters[cid]
@@ -384,38 +422,23 @@ class Normalizer:
             if not present:
                 continue
             merged = merge(cid, present, scores)
-            digest = content_hash(merged)
-            before = canon.get(cid)
-            if before is not None and before.get("content_hash") == digest:
-                # Same catalogue entry: keep the stored one, but record new members.
-                if len(before.get("members", [])) != len(cluster.members):
-                    merged.version = int(before.get("version", 1))
-                    merged.created_at = before.get("created_at", now)
-                    doc = merged.to_document()
-                    doc["content_hash"] = digest
-                    doc["members"] = [profile_doc(p) for p in cluster.members.values()]
-                    canonical_docs.append(doc)
+            _keep_import(merged, [canon.get(x) for x in (cid, *_losers(resolver, cid))])
+            rebuilt = self._rebuilt(merged, canon.get(cid), cluster.members.values(), now, outcome)
+            if rebuilt is None:
                 continue
-            merged.version = int(before.get("version", 0)) + 1 if before else 1
-            merged.created_at = before.get("created_at", now) if before else now
-            merged.updated_at = now
-            op = ChangeOp.CREATED if before is None else ChangeOp.UPDATED
-            if merged.status is EventStatus.CANCELLED and (
-                before is None or before.get("status") != EventStatus.CANCELLED.value
-            ):
-                op = ChangeOp.CANCELLED
-            outcome.changes.append(
-                CanonicalChange(op=op, canonical_id=cid, version=merged.version, event=merged)
-            )
-            doc = merged.to_document()
-            doc["content_hash"] = digest
-            doc["members"] = [profile_doc(p) for p in cluster.members.values()]
-            canonical_docs.append(doc)
+            canonical_docs.append(rebuilt)
+            split = resolver.split_from.get(cid)
+            last = outcome.changes[-1] if outcome.changes else None
+            if split is not None and last is not None and last.canonical_id == cid:
+                last.split_from = final[split]
+        # Where others find them: changed records and those a merge moved, under their event.
         new_blocks: dict[str, set[str]] = {}
-        for key, profile in profiles.items():
+        for key in [*changed, *relinks]:
+            cid = resolver.of_key[key]
+            profile = resolver.clusters[cid].members[key]
             for block in profile.indexed_under() if profile.day else []:
-                if changed[key].canonical_id not in blocks.get(block, {}).get("ids", []):
-                    new_blocks.setdefault(block, set()).add(str(changed[key].canonical_id))
+                if cid not in blocks.get(block, {}).get("ids", []):
+                    new_blocks.setdefault(block, set()).add(cid)
         if outcome.changes:
             await self.emit(outcome.changes)
         externals = []
@@ -429,10 +452,104 @@ class Normalizer:
             canonical_docs,
             new_blocks,
             existing={*canon, *(k for k, e in changed.items() if e.version > 1)},
-            existing_blocks=set(blocks),
+            fresh_blocks=set(block_keys) - set(blocks),
+            relinks=relinks,
         )
         await self._categories([c for e in changed.values() for c in provider_category_docs(e)])
         outcome.written += len(externals)
+        outcome.merged += len(resolver.merged)
+        outcome.split += len(resolver.split_from)
+
+    def _rebuilt(
+        self,
+        merged: CanonicalEvent,
+        before: Document | None,
+        cluster: Iterable[Profile],
+        now: datetime,
+        outcome: Outcome,
+    ) -> Document | None:
+        """The document to store for a rebuilt event (None: unchanged), its change noted."""
+        digest = content_hash(merged)
+        if before is not None and before.get("content_hash") == digest:
+            # Same catalogue entry: keep the stored one, but record new members.
+            members = [profile_doc(p) for p in cluster]
+            if len(before.get("members", [])) == len(members):
+                return None
+            merged.version = int(before.get("version", 1))
+            merged.created_at = before.get("created_at", now)
+            return {**merged.to_document(), "content_hash": digest, "members": members}
+        merged.version = int(before.get("version", 0)) + 1 if before else 1
+        merged.created_at = before.get("created_at", now) if before else now
+        merged.updated_at = now
+        op = ChangeOp.CREATED if before is None else ChangeOp.UPDATED
+        if merged.status is EventStatus.CANCELLED and (
+            before is None or before.get("status") != EventStatus.CANCELLED.value
+        ):
+            op = ChangeOp.CANCELLED
+        outcome.changes.append(
+            CanonicalChange(op=op, canonical_id=merged.id, version=merged.version, event=merged)
+        )
+        doc = merged.to_document()
+        doc["content_hash"] = digest
+        doc["members"] = [profile_doc(p) for p in cluster]
+        return doc
+
+    async def _merged_away(
+        self, resolver: Resolver, canon: dict[str, Document], outcome: Outcome
+    ) -> list[Document]:
+        """Stored events merged into another: kept, emptied, pointing at the survivor."""
+        stored = [loser for loser in resolver.merged if loser in canon]
+        if not stored:
+            return []
+        full = await self.store.by_ids(EVENTS, stored)
+        docs = []
+        now = utc_now()
+        for loser, doc in sorted(full.items()):
+            survivor = _final(resolver, loser)
+            event = CanonicalEvent.model_validate(doc)
+            event.duplicate_of = survivor
+            event.version = int(doc.get("version") or 1) + 1
+            event.updated_at = now
+            outcome.changes.append(
+                CanonicalChange(
+                    op=ChangeOp.MERGED,
+                    canonical_id=loser,
+                    version=event.version,
+                    event=event,
+                    merged_into=survivor,
+                )
+            )
+            stored_doc = event.to_document()
+            stored_doc["content_hash"] = content_hash(event)
+            stored_doc["members"] = []
+            docs.append(stored_doc)
+        return docs
+
+
+def _survivor(canon: dict[str, Document], cid: str | None) -> str | None:
+    """The event a stored id stands for now: itself, or where merges took it."""
+    for _ in range(MAX_MERGE_HOPS):
+        doc = canon.get(cid) if cid else None
+        if doc is None or not doc.get("duplicate_of"):
+            return cid
+        cid = str(doc["duplicate_of"])
+    return cid
+
+
+def _final(resolver: Resolver, cid: str) -> str:
+    return resolver.merged.get(cid, cid)
+
+
+def _losers(resolver: Resolver, survivor: str) -> list[str]:
+    return [loser for loser, into in resolver.merged.items() if into == survivor]
+
+
+def _keep_import(merged: CanonicalEvent, stored: Sequence[Document | None]) -> None:
+    """The importer's marks survive a rebuild (and a merge: any imported source counts)."""
+    for doc in stored:
+        if doc is not None and doc.get("is_imported"):
+            merged.is_imported = True
+            merged.imported_event = merged.imported_event or doc.get("imported_event")
 
 
 def _replace(doc: Document) -> ReplaceOne[Document]:

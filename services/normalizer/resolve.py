@@ -7,7 +7,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from shared.contracts import ExternalEvent
@@ -21,6 +21,10 @@ STOPWORDS = frozenset(
     }
 )
 MATCH_THRESHOLD = 0.62
+# A member leaves its event only when, its time set aside, it scores below this against every
+# other member: lower than the join threshold, so a borderline record does not flap, and
+# blind to time, so a rescheduled performance keeps its id.
+SPLIT_BELOW = 0.45
 YEAR = re.compile(r"(19|20)\d\d")
 # A start more than this apart is never the same performance (a double-header is two).
 MAX_START_GAP = timedelta(hours=3)
@@ -196,6 +200,11 @@ def canonical_id_for(key: str) -> str:
 class Cluster:
     id: str
     members: dict[str, Profile] = field(default_factory=dict)
+    # Order of birth decides which of two merged events survives: the older id stays.
+    born: tuple[int, str] = (1, "")
+
+    def sources(self) -> set[str]:
+        return {m.source for m in self.members.values()}
 
     def match(self, profile: Profile) -> float:
         """The best score against any member; a provider appears at most once per cluster."""
@@ -203,19 +212,36 @@ class Cluster:
             return 0.0
         return max((score(profile, m) for m in self.members.values()), default=0.0)
 
+    def fits(self, profile: Profile) -> bool:
+        """Whether a member still belongs with the others, whatever its time now says."""
+        others = [m for m in self.members.values() if m.key != profile.key]
+        if not others:
+            return True
+        best = max(score(replace(profile, start=m.start, day=m.day), m) for m in others)
+        return best >= SPLIT_BELOW
+
 
 class Resolver:
-    """In-memory resolution over blocks; the store-backed pipeline loads the same shape."""
+    """In-memory resolution over blocks; the store-backed pipeline loads the same shape.
+
+    Besides placing records, it keeps the clustering right as records change: a member that
+    no longer fits its event is split off (``split_from``), and two events that a record
+    shows to be the same performance are merged into the older one (``merged``).
+    """
 
     def __init__(self, threshold: float = MATCH_THRESHOLD) -> None:
         self.threshold = threshold
         self.clusters: dict[str, Cluster] = {}
         self.blocks: dict[str, set[str]] = {}
         self.of_key: dict[str, str] = {}
+        self.merged: dict[str, str] = {}  # loser id → survivor id
+        self.split_from: dict[str, str] = {}  # new cluster id → the cluster it left
+        self._births = 0
 
-    def load(self, cid: str, members: Iterable[Profile]) -> None:
+    def load(self, cid: str, members: Iterable[Profile], born: datetime | None = None) -> None:
         """Restore a stored cluster (its members' profiles), as the pipeline reads them."""
         cluster = self.clusters.setdefault(cid, Cluster(cid))
+        cluster.born = (0, born.isoformat() if born else "")
         for member in members:
             cluster.members[member.key] = member
             self.of_key[member.key] = cid
@@ -225,13 +251,15 @@ class Resolver:
         seen: set[str] = set()
         for block in profile.blocks():
             for cid in self.blocks.get(block, ()):
-                if cid not in seen:
+                if cid not in seen and cid in self.clusters:
                     seen.add(cid)
                     yield self.clusters[cid]
 
-    def best(self, profile: Profile) -> tuple[Cluster | None, float]:
+    def best(self, profile: Profile, exclude: str | None = None) -> tuple[Cluster | None, float]:
         best: tuple[Cluster | None, float] = (None, 0.0)
         for cluster in self.candidates(profile):
+            if cluster.id == exclude:
+                continue
             value = cluster.match(profile)
             if value > best[1]:
                 best = (cluster, value)
@@ -243,15 +271,63 @@ class Resolver:
         if known is not None:
             cluster = self.clusters[known]
             cluster.members[profile.key] = profile
-            self.index(cluster.id, profile)
-            return known, None
-        found, value = self.best(profile)
-        cluster = found or Cluster(canonical_id_for(profile.key))
-        self.clusters[cluster.id] = cluster
-        cluster.members[profile.key] = profile
-        self.of_key[profile.key] = cluster.id
-        self.index(cluster.id, profile)
-        return cluster.id, (value if found is not None else None)
+            if cluster.fits(profile):
+                self.index(cluster.id, profile)
+                self._merge_around(cluster, profile)
+                return self.of_key[profile.key], None
+            # It changed into another performance: it leaves, the others keep the id.
+            del cluster.members[profile.key]
+            del self.of_key[profile.key]
+            return self._place(profile, split_from=cluster.id)
+        return self._place(profile)
+
+    def _place(self, profile: Profile, split_from: str | None = None) -> tuple[str, float | None]:
+        found, best = self.best(profile, exclude=split_from)
+        value: float | None = best
+        if found is None:
+            cid = canonical_id_for(profile.key)
+            if split_from is not None:
+                # Its founding id may be the one it left: derive another, the same on replay.
+                cid = canonical_id_for(f"{profile.key}>{split_from}")
+            found = self.clusters.setdefault(cid, Cluster(cid))
+            self._births += 1
+            found.born = (1, f"{self._births:012d}")
+            if split_from is not None:
+                self.split_from[cid] = split_from
+            value = None
+        found.members[profile.key] = profile
+        self.of_key[profile.key] = found.id
+        self.index(found.id, profile)
+        self._merge_around(found, profile)
+        return self.of_key[profile.key], value
+
+    def _merge_around(self, home: Cluster, profile: Profile) -> None:
+        """Merge other events this record matches into one, when their providers differ."""
+        for other in list(self.candidates(profile)):
+            if other.id == home.id or other.id not in self.clusters:
+                continue
+            if home.sources() & other.sources() or other.match(profile) < self.threshold:
+                continue
+            cross = [(a, b) for a in home.members.values() for b in other.members.values()]
+            if any(score(a, b) == 0.0 for a, b in cross):
+                continue  # a hard rule says some pair is two performances
+            survivor, loser = sorted((home, other), key=lambda c: (c.born, c.id))
+            self._absorb(survivor, loser)
+            home = survivor
+
+    def _absorb(self, survivor: Cluster, loser: Cluster) -> None:
+        for key, member in loser.members.items():
+            for block in member.indexed_under() if member.day else []:
+                self.blocks.get(block, set()).discard(loser.id)
+            survivor.members[key] = member
+            self.of_key[key] = survivor.id
+            self.index(survivor.id, member)
+        loser.members.clear()
+        del self.clusters[loser.id]
+        for old, new in self.merged.items():
+            if new == loser.id:
+                self.merged[old] = survivor.id
+        self.merged[loser.id] = survivor.id
 
     def index(self, cid: str, profile: Profile) -> None:
         for block in profile.indexed_under() if profile.day else []:

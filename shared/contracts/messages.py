@@ -125,6 +125,11 @@ class CanonicalChange(Contract):
     version: int = Field(ge=1)
     event: CanonicalEvent
     merged_into: str | None = Field(default=None, description="Survivor id when op is merged")
+    split_from: str | None = Field(
+        default=None,
+        description="When op is created: the event this one left (a source that turned out "
+        "to be another performance)",
+    )
     changed_at: UtcDatetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")
@@ -132,6 +137,10 @@ class CanonicalChange(Contract):
         if (self.op is ChangeOp.MERGED) != (self.merged_into is not None):
             raise ValueError("merged_into is set exactly when op is 'merged'")
         return self
+
+
+# 2,000 items of ~150 bytes stay well under Kafka's default 1 MB message size.
+MAX_BULK_ITEMS = 2000
 
 
 class ImportOptions(Part):
@@ -157,12 +166,7 @@ class ImportRequest(Contract):
 
     @model_validator(mode="after")
     def _one_reference(self) -> Self:
-        by_source = self.provider is not None and bool(self.external_id)
-        partial = (self.provider is None) != (self.external_id is None)
-        if partial:
-            raise ValueError("provider and external_id go together")
-        if by_source == bool(self.canonical_id):
-            raise ValueError("give either (provider, external_id) or canonical_id, not both")
+        _check_reference(self.provider, self.external_id, self.canonical_id)
         return self
 
     def key(self) -> str:
@@ -170,6 +174,68 @@ class ImportRequest(Contract):
             return self.canonical_id
         assert self.provider is not None  # guaranteed by _one_reference
         return f"{self.provider.value}:{self.external_id}"
+
+
+def _check_reference(
+    provider: Provider | None, external_id: str | None, canonical_id: str | None
+) -> None:
+    by_source = provider is not None and bool(external_id)
+    if (provider is None) != (external_id is None):
+        raise ValueError("provider and external_id go together")
+    if by_source == bool(canonical_id):
+        raise ValueError("give either (provider, external_id) or canonical_id, not both")
+
+
+class ImportItem(Part):
+    """One event of a bulk import; its result is keyed ``request_id``."""
+
+    request_id: str | None = Field(
+        default=None, min_length=1, description='default: "{bulk request_id}.{index}"'
+    )
+    provider: Provider | None = None
+    external_id: str | None = None
+    canonical_id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> Self:
+        _check_reference(self.provider, self.external_id, self.canonical_id)
+        return self
+
+
+class BulkImportRequest(Contract):
+    """Import many events in one message (topic ``import.requests``, key: request id).
+
+    Each item is handled exactly like an ImportRequest of its own and gets its own
+    ImportResult on ``import.results``, keyed by the item's request id.
+    """
+
+    schema_name = "bulk_import_request"
+
+    request_id: str = Field(default_factory=new_id, min_length=1)
+    requested_by: str = Field(min_length=1)
+    items: list[ImportItem] = Field(min_length=1, max_length=MAX_BULK_ITEMS)
+    options: ImportOptions = Field(default_factory=ImportOptions)
+    requested_at: UtcDatetime = Field(default_factory=utc_now)
+
+    @staticmethod
+    def item_request_id(bulk_request_id: str, index: int) -> str:
+        """The request id of an item that names none: stable across redeliveries."""
+        return f"{bulk_request_id}.{index}"
+
+    def expand(self) -> list[ImportRequest]:
+        """One ImportRequest per item, sharing the bulk's requester, options and time."""
+        return [
+            ImportRequest(
+                request_id=item.request_id or self.item_request_id(self.request_id, i),
+                provider=item.provider,
+                external_id=item.external_id,
+                canonical_id=item.canonical_id,
+                requested_by=self.requested_by,
+                options=self.options,
+                requested_at=self.requested_at,
+            )
+            for i, item in enumerate(self.items)
+        ]
 
 
 class ImportStatus(StrEnum):

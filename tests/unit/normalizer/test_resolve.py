@@ -87,6 +87,57 @@ def test_resolver_ids_are_stable_and_clusters_join() -> None:
     assert again == first
 
 
+def test_a_rescheduled_performance_keeps_its_id() -> None:
+    resolver = Resolver()
+    cid, _ = resolver.add(profile(event("ticketmaster", "a", "Adele")))
+    resolver.add(profile(event("seatgeek", "1", "Adele - World Tour")))
+    later = START + timedelta(days=2)
+    moved = event(
+        "ticketmaster", "a", "Adele", start=later,
+        start_local="2027-03-15T20:30:00",
+    )  # fmt: skip
+    moved.start = When(utc=later, local="2027-03-15T20:30:00", timezone="America/Los_Angeles")
+    again, _ = resolver.add(profile(moved))
+    assert again == cid
+    assert resolver.split_from == {}
+    assert set(resolver.clusters[cid].members) == {"ticketmaster:a", "seatgeek:1"}
+
+
+def test_a_member_that_became_another_event_splits_off() -> None:
+    resolver = Resolver()
+    cid, _ = resolver.add(profile(event("ticketmaster", "a", "Adele")))
+    resolver.add(profile(event("seatgeek", "1", "Adele - World Tour")))
+    # The founder turns out to be a different game in another city: it leaves, and the
+    # other member keeps the id subscribers know.
+    elsewhere = Venue(name="Madison Square Garden", city="New York", lat=40.75, lon=-73.99)
+    changed = event("ticketmaster", "a", "Knicks vs. Nets", venue=elsewhere)
+    new_id, _ = resolver.add(profile(changed))
+    assert new_id != cid
+    assert resolver.split_from == {new_id: cid}
+    assert set(resolver.clusters[cid].members) == {"seatgeek:1"}
+    assert set(resolver.clusters[new_id].members) == {"ticketmaster:a"}
+    # Replaying the same change finds the same place.
+    assert resolver.add(profile(changed))[0] == new_id
+
+
+def test_a_record_that_bridges_two_events_merges_them_into_the_older() -> None:
+    resolver = Resolver()
+    # Ticketmaster and SeatGeek list one show under names too different to match...
+    tm, _ = resolver.add(profile(event("ticketmaster", "a", "Adele", category="music")))
+    sg, _ = resolver.add(
+        profile(event("seatgeek", "1", "An Evening With The Voice", category="music"))
+    )
+    assert tm != sg
+    # ...then SeatGeek renames it: now it is plainly the same performance.
+    resolver.add(profile(event("seatgeek", "1", "Adele", category="music")))
+    assert resolver.merged == {sg: tm}
+    assert set(resolver.clusters[tm].members) == {"ticketmaster:a", "seatgeek:1"}
+    assert sg not in resolver.clusters
+    # A provider never appears twice in one event: a second Ticketmaster listing stays apart.
+    other, _ = resolver.add(profile(event("ticketmaster", "b", "Adele", category="music")))
+    assert other != tm
+
+
 def test_merge_takes_the_best_value_per_field() -> None:
     tbd = event(
         "ticketmaster",
