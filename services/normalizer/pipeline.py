@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 BLOCKS = "blocks"
 CANDIDATE_FIELDS = (
     *("members", "version", "content_hash", "status", "created_at", "duplicate_of"),
-    *("is_imported", "imported_event"),
+    *("is_imported", "imported_event", "sources"),
 )
 # How many merges a stale reference may be behind (each is one more read).
 MAX_MERGE_HOPS = 4
@@ -71,6 +71,7 @@ class Outcome:
     joined: int = 0  # records matched into an existing canonical event of another provider
     merged: int = 0  # canonical events merged into another (duplicate_of)
     split: int = 0  # records that left their canonical event for a new one
+    rejoined: int = 0  # canonical events updated because their performers' artists arrived
     artists: int = 0  # Spotify artists stored for performers
     changes: list[CanonicalChange] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
@@ -291,6 +292,9 @@ class Normalizer:
             changed[key] = event
         if changed:
             await self._resolve_and_write(changed, outcome)
+        named = {k for a in artists.values() for k in a.get("events", [])} - set(changed)
+        if named:
+            await self._rejoin(named, outcome)
         return outcome
 
     def _artist(self, raw: RawRecord, message: Message, outcome: Outcome) -> Document | None:
@@ -311,6 +315,8 @@ class Normalizer:
             **artist.model_dump(mode="python"),
             "match_confidence": float(headers.get("ce_matchconfidence") or 0) or None,
             "match_method": headers.get("ce_matchmethod"),
+            # Events that name this performer (ingestor header): re-merged below.
+            "events": [k for k in (headers.get("ce_matchevents") or "").split(",") if k],
         }
 
     async def _with_artists(self, members: dict[str, ExternalEvent]) -> dict[str, ExternalEvent]:
@@ -415,22 +421,7 @@ class Normalizer:
         members = {k: ExternalEvent.model_validate(d) for k, d in others.items()} | changed
         members = await self._with_artists(members)
         canonical_docs = await self._merged_away(resolver, canon, outcome)
-        now = utc_now()
-        for cid in sorted(touched):
-            cluster = resolver.clusters[cid]
-            present = [members[k] for k in sorted(cluster.members) if k in members]
-            if not present:
-                continue
-            merged = merge(cid, present, scores)
-            _keep_import(merged, [canon.get(x) for x in (cid, *_losers(resolver, cid))])
-            rebuilt = self._rebuilt(merged, canon.get(cid), cluster.members.values(), now, outcome)
-            if rebuilt is None:
-                continue
-            canonical_docs.append(rebuilt)
-            split = resolver.split_from.get(cid)
-            last = outcome.changes[-1] if outcome.changes else None
-            if split is not None and last is not None and last.canonical_id == cid:
-                last.split_from = final[split]
+        canonical_docs += self._rebuild(resolver, touched, canon, members, scores, outcome)
         # Where others find them: changed records and those a merge moved, under their event.
         new_blocks: dict[str, set[str]] = {}
         for key in [*changed, *relinks]:
@@ -459,6 +450,63 @@ class Normalizer:
         outcome.written += len(externals)
         outcome.merged += len(resolver.merged)
         outcome.split += len(resolver.split_from)
+
+    def _rebuild(
+        self,
+        resolver: Resolver,
+        touched: Iterable[str],
+        canon: dict[str, Document],
+        members: dict[str, ExternalEvent],
+        scores: dict[str, float],
+        outcome: Outcome,
+    ) -> list[Document]:
+        """Each touched canonical event merged again from all its members."""
+        docs = []
+        now = utc_now()
+        for cid in sorted(touched):
+            cluster = resolver.clusters[cid]
+            present = [members[k] for k in sorted(cluster.members) if k in members]
+            if not present:
+                continue
+            before = canon.get(cid)
+            # Match scores of members not re-scored now stay as they were.
+            known = {
+                f"{s['source']}:{s['external_id']}": s["match_score"]
+                for s in (before or {}).get("sources", [])
+                if s.get("match_score") is not None
+            }
+            merged = merge(cid, present, known | scores)
+            _keep_import(merged, [canon.get(x) for x in (cid, *_losers(resolver, cid))])
+            rebuilt = self._rebuilt(merged, before, cluster.members.values(), now, outcome)
+            if rebuilt is None:
+                continue
+            docs.append(rebuilt)
+            split = resolver.split_from.get(cid)
+            last = outcome.changes[-1] if outcome.changes else None
+            if split is not None and last is not None and last.canonical_id == cid:
+                last.split_from = _final(resolver, split)
+        return docs
+
+    async def _rejoin(self, keys: set[str], outcome: Outcome) -> None:
+        """Merge again the events whose performers just got their Spotify artist."""
+        stored = await self.store.by_ids(EXTERNAL_EVENTS, sorted(keys), ("canonical_id",))
+        cids = {str(d["canonical_id"]) for d in stored.values() if d.get("canonical_id")}
+        canon = await self._candidates(cids)
+        resolver = Resolver()
+        for cid, doc in canon.items():
+            if not doc.get("duplicate_of"):
+                resolver.load(cid, [profile_of(m) for m in doc.get("members", [])])
+        touched = {str(_survivor(canon, c)) for c in cids} & set(resolver.clusters)
+        member_keys = sorted({k for cid in touched for k in resolver.clusters[cid].members})
+        found = await self.store.by_ids(EXTERNAL_EVENTS, member_keys)
+        members = {k: ExternalEvent.model_validate(d) for k, d in found.items()}
+        members = await self._with_artists(members)
+        mark = len(outcome.changes)
+        docs = self._rebuild(resolver, touched, canon, members, {}, outcome)
+        if len(outcome.changes) > mark:
+            await self.emit(outcome.changes[mark:])
+        outcome.rejoined += len(outcome.changes) - mark
+        await self.store.write([], docs, {}, existing=set(canon), fresh_blocks=set())
 
     def _rebuilt(
         self,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import importlib.util
 import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +229,8 @@ async def test_raw_records_become_one_catalogue(
         # Same performance on two providers: one canonical event for both (mostly).
         split, total = split_performances(externals, truth)
         assert split <= total * 0.02, f"{split} performances split across events"
-        assert len(canon) == len({d["canonical_id"] for d in externals})
+        live = [d for d in canon if not d.get("duplicate_of")]
+        assert len(live) == len({d["canonical_id"] for d in externals})
         # The poison message went to the DLQ with its reason; the stream went on.
         dead = await read_all(kafka_settings, topics["dlq"])
         assert len(dead) == 1
@@ -298,6 +301,146 @@ async def test_raw_records_become_one_catalogue(
         await client.close()
 
 
+def shifted(value: str, hours: int) -> str:
+    return (datetime.fromisoformat(value) + timedelta(hours=hours)).isoformat()
+
+
+def again(record: RawRecord, payload: dict[str, Any]) -> RawRecord:
+    """A later fetch of the same record with another payload."""
+    return RawRecord(provider=record.provider, external_id=record.external_id, payload=payload)
+
+
+async def changes_until(
+    kafka: KafkaSettings, topic: str, done: Callable[[list[CanonicalChange]], bool]
+) -> list[CanonicalChange]:
+    for _ in range(90):
+        changes = [
+            CanonicalChange.model_validate_json(r.value) for r in await read_all(kafka, topic)
+        ]
+        if done(changes):
+            return changes
+        await asyncio.sleep(1)
+    raise AssertionError(f"changes never arrived: {[(c.op, c.canonical_id) for c in changes]}")
+
+
+async def test_catalogue_follows_merges_splits_and_late_artists(
+    worker: Worker,
+    topics: dict[str, str],
+    kafka_settings: KafkaSettings,
+    mongo_settings: MongoSettings,
+    unique: str,
+) -> None:
+    records, truth = sandbox_records()
+    by_key = {r.key(): r for r in records}
+    tm = next(
+        r for r in records
+        if r.provider is Provider.TICKETMASTER
+        and r.payload.get("_embedded", {}).get("attractions")
+        and any(k.startswith("seatgeek:") and t == truth[r.key()] for k, t in truth.items())
+    )  # fmt: skip
+    sg = next(
+        by_key[k] for k, t in truth.items() if k.startswith("seatgeek:") and t == truth[tm.key()]
+    )
+    client = make_client(mongo_settings)
+    db = get_database(client, mongo_settings, f"norm_{unique}")
+    try:
+        # SeatGeek first lists the show four hours off: no match, two canonical events.
+        early = copy.deepcopy(sg.payload)
+        early["datetime_utc"] = shifted(early["datetime_utc"], 4)
+        early["datetime_local"] = shifted(early["datetime_local"], 4)
+        await publish(kafka_settings, topics["input"], [tm, again(sg, early)])
+        changes = await changes_until(kafka_settings, topics["changes"], lambda c: len(c) >= 2)
+        assert [c.op for c in changes] == [ChangeOp.CREATED, ChangeOp.CREATED]
+        tm_id = next(
+            c.canonical_id for c in changes if c.event.sources[0].source is Provider.TICKETMASTER
+        )
+        sg_id = next(c.canonical_id for c in changes if c.canonical_id != tm_id)
+
+        # SeatGeek corrects the time: the two are one performance; the younger merges away.
+        await publish(kafka_settings, topics["input"], [again(sg, sg.payload)])
+        changes = await changes_until(
+            kafka_settings, topics["changes"], lambda c: any(x.op is ChangeOp.MERGED for x in c)
+        )
+        merged = next(c for c in changes if c.op is ChangeOp.MERGED)
+        assert (merged.canonical_id, merged.merged_into) == (sg_id, tm_id)
+        assert merged.event.duplicate_of == tm_id
+        survivor = await db[EVENTS].find_one({"_id": tm_id})
+        assert survivor is not None
+        assert {s["source"] for s in survivor["sources"]} == {"ticketmaster", "seatgeek"}
+        loser = await db[EVENTS].find_one({"_id": sg_id})
+        assert loser is not None
+        assert loser["duplicate_of"] == tm_id
+        moved = await db[EXTERNAL_EVENTS].find_one({"_id": sg.key()})
+        assert moved is not None
+        assert moved["canonical_id"] == tm_id
+
+        # Ticketmaster's listing turns out to be another show in another city: it splits off,
+        # and SeatGeek's listing keeps the id subscribers know.
+        elsewhere = copy.deepcopy(tm.payload)
+        elsewhere["_embedded"]["venues"] = [
+            {"id": "KovZ-far", "name": "Harbour Amphitheatre", "city": {"name": "Reykjavik"},
+             "country": {"countryCode": "IS"}, "timezone": "Atlantic/Reykjavik",
+             "location": {"latitude": "64.1466", "longitude": "-21.9426"}}
+        ]  # fmt: skip
+        await publish(kafka_settings, topics["input"], [again(tm, elsewhere)])
+        changes = await changes_until(
+            kafka_settings, topics["changes"], lambda c: any(x.split_from for x in c)
+        )
+        split = next(c for c in changes if c.split_from)
+        assert split.op is ChangeOp.CREATED
+        assert split.split_from == tm_id
+        left = await db[EVENTS].find_one({"_id": tm_id})
+        assert left is not None
+        assert [s["source"] for s in left["sources"]] == ["seatgeek"]
+        tm_doc = await db[EXTERNAL_EVENTS].find_one({"_id": tm.key()})
+        assert tm_doc is not None
+        assert tm_doc["canonical_id"] == split.canonical_id
+
+        # The performer's Spotify artist arrives after its event: the event is merged again.
+        attraction = tm.payload["_embedded"]["attractions"][0]
+        artist = RawRecord(
+            provider=Provider.SPOTIFY,
+            entity=Entity.PERFORMER,
+            external_id="1dfeR4HaWDbWqFHLkxsg1d",
+            payload={"id": "1dfeR4HaWDbWqFHLkxsg1d", "name": attraction["name"],
+                     "genres": ["rock"], "popularity": 64, "type": "artist"},
+        )  # fmt: skip
+        producer = make_producer(kafka_settings)
+        await producer.start()
+        await producer.send_and_wait(
+            topics["input"],
+            artist.to_json_bytes(),
+            key=artist.key().encode(),
+            headers=[
+                ("ce_matchprovider", b"ticketmaster"),
+                ("ce_matchid", str(attraction["id"]).encode()),
+                ("ce_matchmethod", b"link"),
+                ("ce_matchconfidence", b"1.000"),
+                ("ce_matchevents", tm.key().encode()),
+            ],
+        )
+        await producer.stop()
+        changes = await changes_until(
+            kafka_settings,
+            topics["changes"],
+            lambda c: any(
+                x.canonical_id == split.canonical_id
+                and any(p.popularity == 64 for p in x.event.performers)
+                for x in c
+            ),
+        )
+        event = await db[EVENTS].find_one({"_id": split.canonical_id})
+        assert event is not None
+        assert [p["spotify_id"] for p in event["performers"] if p["popularity"] == 64]
+        # Versions only ever grow, per canonical event.
+        for cid in {c.canonical_id for c in changes}:
+            versions = [c.version for c in changes if c.canonical_id == cid]
+            assert versions == sorted(versions)
+            assert len(set(versions)) == len(versions)
+    finally:
+        await client.close()
+
+
 async def test_kill_9_mid_stream_loses_and_duplicates_nothing(
     worker: Worker,
     topics: dict[str, str],
@@ -322,7 +465,8 @@ async def test_kill_9_mid_stream_loses_and_duplicates_nothing(
         await wait_for(db, len(records), worker)
         externals = await db[EXTERNAL_EVENTS].find({}).to_list()
         assert len(externals) == len(records)
-        canon_ids = {d["_id"] for d in await db[EVENTS].find({}, {"_id": 1}).to_list()}
+        stored = await db[EVENTS].find({}, {"_id": 1, "duplicate_of": 1}).to_list()
+        canon_ids = {d["_id"] for d in stored if not d.get("duplicate_of")}
         # No canonical event without a member (a duplicate made before the crash would be one).
         assert canon_ids == {d["canonical_id"] for d in externals}
         changes = [
@@ -333,8 +477,8 @@ async def test_kill_9_mid_stream_loses_and_duplicates_nothing(
         for change in changes:  # per key, in partition order
             assert change.version >= last.get(change.canonical_id, 0), "version went back"
             last[change.canonical_id] = change.version
-        stored = {d["_id"]: d["version"] for d in await db[EVENTS].find({}).to_list()}
-        assert all(stored[cid] == version for cid, version in last.items())
+        versions = {d["_id"]: d["version"] for d in await db[EVENTS].find({}).to_list()}
+        assert all(versions[cid] == version for cid, version in last.items())
         split, total = split_performances(externals, truth)
         assert split <= total * 0.02
     finally:

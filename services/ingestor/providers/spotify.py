@@ -25,6 +25,10 @@ MIN_CONFIDENCE = 0.6
 SPOTIFY_ID = re.compile(r"(?:open\.spotify\.com/artist/|spotify:artist:)([A-Za-z0-9]{22})")
 
 
+# Event keys sent with an artist; a performer's later events get it when they next change.
+MAX_EVENT_KEYS = 200
+
+
 @dataclass(frozen=True, slots=True)
 class PerformerRef:
     """A performer seen in another provider's payload, to be matched on Spotify."""
@@ -33,6 +37,7 @@ class PerformerRef:
     performer_id: str
     name: str
     spotify_id: str | None = None
+    event_key: str | None = None  # "{provider}:{external_id}" of the event that named it
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,16 +93,17 @@ def spotify_id_of(attraction: dict[str, Any]) -> str | None:
 
 def performers_in(provider: Provider, payload: dict[str, Any]) -> list[PerformerRef]:
     """Performers named in an event payload (Ticketmaster attractions, SeatGeek performers)."""
+    event = f"{provider.value}:{payload['id']}" if payload.get("id") is not None else None
     if provider is Provider.TICKETMASTER:
         attractions = (payload.get("_embedded") or {}).get("attractions") or []
         return [
-            PerformerRef(provider, str(a["id"]), str(a.get("name") or ""), spotify_id_of(a))
+            PerformerRef(provider, str(a["id"]), str(a.get("name") or ""), spotify_id_of(a), event)
             for a in attractions
             if isinstance(a, dict) and a.get("id") and a.get("name")
         ]
     if provider is Provider.SEATGEEK:
         return [
-            PerformerRef(provider, str(p["id"]), str(p.get("name") or ""))
+            PerformerRef(provider, str(p["id"]), str(p.get("name") or ""), None, event)
             for p in payload.get("performers") or []
             if isinstance(p, dict) and p.get("id") is not None and p.get("name")
         ]
@@ -131,6 +137,7 @@ class SpotifyEnricher:
         self.matched = 0
         self.unmatched = 0
         self.skipped = 0
+        self.events: dict[tuple[Provider, str], list[str]] = {}
 
     async def match(self, ref: PerformerRef) -> Match | None:
         if ref.spotify_id:
@@ -146,6 +153,15 @@ class SpotifyEnricher:
 
     async def enrich(self, refs: Iterable[PerformerRef]) -> int:
         """Match each distinct performer; stops quietly when Spotify's budget is spent."""
+        refs = list(refs)
+        # Which events name each performer: the normalizer re-merges those once the artist
+        # lands, since the events usually reached the catalogue before their Spotify match.
+        self.events = {}
+        for ref in refs:
+            if ref.event_key:
+                named = self.events.setdefault((ref.provider, ref.performer_id), [])
+                if ref.event_key not in named and len(named) < MAX_EVENT_KEYS:
+                    named.append(ref.event_key)
         seen: set[tuple[Provider, str]] = set()
         saved = self.progress.freshness
         self.progress.freshness = self.freshness
@@ -195,5 +211,6 @@ class SpotifyEnricher:
                 "ce_matchid": ref.performer_id,
                 "ce_matchmethod": found.method,
                 "ce_matchconfidence": f"{found.confidence:.3f}",
+                "ce_matchevents": ",".join(self.events.get((ref.provider, ref.performer_id), [])),
             },
         )
