@@ -176,9 +176,9 @@ class RetryPolicy:
         return float(rand() * min(self.cap_s, self.base_s * (2.0**attempt)))
 
 
-# Told of every call: provider, URL (scrubbed), status (None: no answer), outcome, and the
-# calls left in the provider's budget (None: unlimited).
-Observer = Callable[[Provider, str, int | None, Outcome, int | None], None]
+# Told of every call: provider, URL (scrubbed), status (None: no answer), outcome, the calls
+# left in the provider's budget (None: unlimited), and the seconds the call took.
+Observer = Callable[[Provider, str, int | None, Outcome, int | None, float], None]
 
 
 class ApiClient:
@@ -264,7 +264,7 @@ class ApiClient:
                 await response.aread()
             except httpx.HTTPError as exc:
                 outcome = classify_exception(exc)
-                self._report(url, None, outcome)
+                self._report(url, None, outcome, started)
                 attempt += 1
                 await self._retry_or_raise(attempt, outcome, url, None)
                 continue
@@ -277,11 +277,11 @@ class ApiClient:
                     # A truncated or malformed body with 200: transient on every provider seen.
                     outcome = Outcome(Action.RETRY, "malformed JSON body")
                 else:
-                    self._report(url, response.status_code, outcome)
+                    self._report(url, response.status_code, outcome, started)
                     return Page(
                         url, response.status_code, response.headers, response.content, data, started
                     )
-            self._report(url, response.status_code, outcome)
+            self._report(url, response.status_code, outcome, started)
             match outcome.action:
                 case Action.IGNORE:
                     return Page(url, response.status_code, response.headers, b"", None, started)
@@ -360,9 +360,10 @@ class ApiClient:
     def _reset_at(self) -> float | None:
         return self.budget.resume_at()
 
-    def _report(self, url: str, status: int | None, outcome: Outcome) -> None:
+    def _report(self, url: str, status: int | None, outcome: Outcome, started: float) -> None:
         if self._observe is not None:
-            self._observe(self.provider, url, status, outcome, self.budget.remaining)
+            elapsed = max(time.time() - started, 0.0)
+            self._observe(self.provider, url, status, outcome, self.budget.remaining, elapsed)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

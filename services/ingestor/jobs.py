@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import orjson
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
-from services.ingestor.errors import Outcome, ProviderError, QuotaSpent
-from services.ingestor.http import ApiClient, Page
+from services.ingestor.errors import ProviderError, QuotaSpent
+from services.ingestor.http import ApiClient, Observer, Page
 from services.ingestor.progress import ProgressManager
 from services.ingestor.providers.spotify import SpotifyEnricher
 from services.ingestor.publish import PageArchive, RawPublisher, raw_record, store_page
+from services.ingestor.stats import ProviderStats
 from services.ingestor.sync import Progress, Syncer, SyncQuery, SyncReport
 from services.ingestor.wiring import (
     ALL_ORGANIZATIONS,
@@ -35,8 +37,6 @@ from shared.s3 import ensure_bucket, s3_client
 from shared.settings import IngestorSettings
 
 log = logging.getLogger(__name__)
-
-Observer = Callable[[Provider, str, int | None, Outcome, int | None], None]
 
 
 @dataclass
@@ -85,6 +85,8 @@ async def run_sync(
 ) -> list[SyncReport]:
     """Sync the queries, providers in parallel, then enrich performers from Spotify."""
     providers = sorted({q.provider for q in queries})
+    stats = ProviderStats()
+    observers = [*(observers or []), stats.observe]
     clients: dict[Provider, ApiClient] = {
         p: make_client(settings, p, observers=observers) for p in providers
     }
@@ -142,6 +144,10 @@ async def run_sync(
     finally:
         for client in clients.values():
             await client.aclose()
+        try:
+            await stats.save(resources.db)
+        except PyMongoError as err:  # statistics must never fail a sync
+            log.warning("provider statistics not saved: %s", err)
     return reports
 
 

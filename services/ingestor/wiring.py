@@ -121,7 +121,13 @@ class IngestorMetrics:
             self.records_per_s.labels(report.provider.value).set(report.records / report.seconds)
 
     def observe(
-        self, provider: Provider, url: str, status: int | None, outcome: Outcome, left: int | None
+        self,
+        provider: Provider,
+        url: str,
+        status: int | None,
+        outcome: Outcome,
+        left: int | None,
+        seconds: float = 0.0,
     ) -> None:
         self.calls.labels(provider.value, str(status or "none")).inc()
         if left is not None:
@@ -140,7 +146,13 @@ class CallCounter:
     failures: dict[Provider, int] = field(default_factory=dict)
 
     def observe(
-        self, provider: Provider, url: str, status: int | None, outcome: Outcome, left: int | None
+        self,
+        provider: Provider,
+        url: str,
+        status: int | None,
+        outcome: Outcome,
+        left: int | None,
+        seconds: float = 0.0,
     ) -> None:
         self.calls[provider] = self.calls.get(provider, 0) + 1
         if outcome.action is not Action.OK:
@@ -185,10 +197,10 @@ def make_client(
     watchers = list(observers or [])
 
     def observe(
-        p: Provider, url: str, status: int | None, outcome: Outcome, left: int | None
+        p: Provider, url: str, status: int | None, outcome: Outcome, left: int | None, s: float
     ) -> None:
         for watch in watchers:
-            watch(p, url, status, outcome, left)
+            watch(p, url, status, outcome, left, s)
 
     return ApiClient(
         provider,

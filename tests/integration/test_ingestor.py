@@ -24,6 +24,7 @@ from services.ingestor.jobs import Resources, replay, run_job, run_sync
 from services.ingestor.progress import ProgressManager
 from services.ingestor.publish import PageArchive, RawPublisher
 from services.ingestor.service import SlotLease
+from services.ingestor.stats import PROVIDER_STATS
 from services.ingestor.sync import SyncQuery, SyncReport
 from services.ingestor.wiring import CallCounter, configured_queries
 from shared.cloudevents import parse_ce_headers
@@ -165,6 +166,14 @@ async def test_full_sync_publishes_every_listed_record_once_verbatim(
     assert isinstance(raw.payload, dict)
     # Every page is archived in S3, gzipped.
     assert resources.archive.archived == sum(r.pages for r in reports)
+    # Each provider's calls and latency are kept for the API's analytics.
+    stats = {d["_id"]: d async for d in resources.db[PROVIDER_STATS].find({})}
+    assert set(stats) == {"ticketmaster", "seatgeek"}
+    for provider in (Provider.TICKETMASTER, Provider.SEATGEEK):
+        doc = stats[provider.value]
+        assert doc["calls"] == counter.calls[provider]
+        assert doc["success_rate"] == 1.0
+        assert 0 < doc["latency_ms"]["p50"] <= doc["latency_ms"]["p95"]
 
 
 async def test_second_sync_of_an_unchanged_world_makes_no_calls(
