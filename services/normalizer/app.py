@@ -55,6 +55,8 @@ records_total = metrics.counter("records_total", "raw records handled", ("result
 changes_total = metrics.counter("changes_total", "events.canonical messages", ("op",))
 batch_seconds = metrics.histogram("batch_seconds", "time to handle one batch")
 joins_total = metrics.counter("joins_total", "records matched into another provider's event")
+merges_total = metrics.counter("merges_total", "canonical events merged into another")
+splits_total = metrics.counter("splits_total", "records split off into another event")
 lag = metrics.gauge("consumer_lag", "records behind the end of the input partition", ("partition",))
 
 
@@ -125,6 +127,8 @@ async def handle(normalizer: Normalizer, sinks: Sinks, batch: list[Message]) -> 
                 outcome.changes += single.changes
                 outcome.written += single.written
                 outcome.unchanged += single.unchanged
+                outcome.merged += single.merged
+                outcome.split += single.split
             return outcome
     while outcome.rejected:
         try:
@@ -196,6 +200,8 @@ async def normalize(stream: AsyncIterable[Any]) -> None:
             records_total.labels("stale").inc(outcome.stale)
             records_total.labels("dlq").inc(len(outcome.rejected))
             joins_total.inc(outcome.joined)
+            merges_total.inc(outcome.merged)
+            splits_total.inc(outcome.split)
             _record_lag(events)
             for change in outcome.changes:
                 changes_total.labels(change.op.value).inc()
