@@ -482,29 +482,51 @@ def sandbox_env(base: str) -> dict[str, str]:
     }
 
 
-# normalizer (a service, started after the topics exist) --------------------------------
+# services (started after the topics exist) -----------------------------------------------
 
 
-def normalizer_command(ports: dict[str, int]) -> list[str]:
-    return [sys.executable, "-m", "services.normalizer"]
+def service(
+    name: str, argv: tuple[str, ...], port_var: str, **extra: str
+) -> tuple[
+    Callable[[dict[str, int]], list[str]],
+    Callable[[dict[str, int], dict[str, dict[str, object]]], dict[str, str]],
+    Callable[[dict[str, int]], None],
+]:
+    """Command, environment and readiness check of one Marquee service process."""
+
+    def command(ports: dict[str, int]) -> list[str]:
+        return [sys.executable, "-m", *argv]
+
+    def env(ports: dict[str, int], state: dict[str, dict[str, object]]) -> dict[str, str]:
+        return {
+            **endpoints(state, sandbox=False),
+            "MARQUEE_ENV": os.environ.get("MARQUEE_ENV", "dev"),
+            port_var: str(ports["port"]),
+            **{k: v.format(run=RUN) for k, v in extra.items()},
+        }
+
+    def ready(ports: dict[str, int]) -> None:
+        import urllib.request
+
+        url = f"http://{HOST}:{ports['port']}/readyz"
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"{name} answered {resp.status}")
+
+    return command, env, ready
 
 
-def normalizer_env(ports: dict[str, int], state: dict[str, dict[str, object]]) -> dict[str, str]:
-    return {
-        **endpoints(state, sandbox=False),
-        "MARQUEE_ENV": os.environ.get("MARQUEE_ENV", "dev"),
-        "NORMALIZER_HTTP_PORT": str(ports["port"]),
-        "NORMALIZER_DATA_DIR": str(RUN / "normalizer"),
-    }
-
-
-def normalizer_ready(ports: dict[str, int]) -> None:
-    import urllib.request
-
-    url = f"http://{HOST}:{ports['port']}/readyz"
-    with urllib.request.urlopen(url, timeout=3) as resp:
-        if resp.status != 200:
-            raise RuntimeError(f"normalizer answered {resp.status}")
+SERVICES = {
+    "normalizer": service(
+        "normalizer",
+        ("services.normalizer",),
+        "NORMALIZER_HTTP_PORT",
+        NORMALIZER_DATA_DIR="{run}/normalizer",
+    ),
+    "importer": service("importer", ("services.importer", "worker"), "IMPORTER_HTTP_PORT"),
+    "notifier": service("notifier", ("services.importer", "notifier"), "NOTIFIER_HTTP_PORT"),
+    "api": service("api", ("services.api",), "API_HTTP_PORT"),
+}
 
 
 def services_check() -> None:
@@ -541,15 +563,19 @@ COMPONENTS: dict[str, Component] = {
     "ferretdb": Component("ferretdb", ("port",), build_ferretdb, ferretdb_command, ferretdb_ready),
     "s3": Component("s3", ("port",), no_build, moto_command, moto_ready),
     "sandbox": Component("sandbox", ("port",), sandbox_check, sandbox_command, sandbox_ready),
-    "normalizer": Component(
-        "normalizer",
-        ("port",),
-        services_check,
-        normalizer_command,
-        normalizer_ready,
-        start_timeout_s=120,
-        env=normalizer_env,
-    ),
+    **{
+        name: Component(
+            name,
+            ("port",),
+            services_check,
+            command,
+            ready,
+            # The API loads its read model before it is ready: a large catalogue takes a while.
+            start_timeout_s=300 if name == "api" else 120,
+            env=env,
+        )
+        for name, (command, env, ready) in SERVICES.items()
+    },
 }
 # Without these nothing runs; the sandbox only stands in for the providers.
 CORE = ("kafka", "ferretdb", "s3")
