@@ -406,9 +406,18 @@ async def test_performers_enriched_from_spotify_by_link_and_by_name(
     records = await read_topic(kafka_settings, resources.publisher.topic)
     artists = [r for r in records if r.key.decode().startswith("spotify:")]
     assert artists, "no performer was matched on Spotify"
+    events = {r.key.decode(): r for r in records if r.key.startswith(b"ticketmaster:")}
     methods = set()
     for record in artists:
         headers = dict(record.headers)
+        # The events naming the performer ride along, so the normalizer can re-merge them.
+        named = headers["ce_matchevents"].decode().split(",")
+        assert named
+        assert named[0] in events
+        attractions = RawRecord.model_validate_json(events[named[0]].value or b"").payload[
+            "_embedded"
+        ]["attractions"]
+        assert headers["ce_matchid"].decode() in {str(a["id"]) for a in attractions}
         raw = RawRecord.model_validate_json(record.value or b"")
         assert raw.entity.value == "performer"
         assert headers["ce_matchprovider"] == b"ticketmaster"

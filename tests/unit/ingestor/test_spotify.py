@@ -46,8 +46,13 @@ def test_no_candidates() -> None:
 
 
 def test_performers_found_in_both_event_shapes() -> None:
-    tm = {"_embedded": {"attractions": [{"id": "K8", "name": "Adele"}, {"name": "no id"}]}}
-    sg = {"performers": [{"id": 12, "name": "Lakers"}]}
+    tm = {
+        "id": "G5v",
+        "_embedded": {"attractions": [{"id": "K8", "name": "Adele"}, {"name": "no id"}]},
+    }
+    sg = {"id": 7, "performers": [{"id": 12, "name": "Lakers"}]}
     assert [p.performer_id for p in performers_in(Provider.TICKETMASTER, tm)] == ["K8"]
+    assert [p.event_key for p in performers_in(Provider.TICKETMASTER, tm)] == ["ticketmaster:G5v"]
+    assert [p.event_key for p in performers_in(Provider.SEATGEEK, sg)] == ["seatgeek:7"]
     assert [p.name for p in performers_in(Provider.SEATGEEK, sg)] == ["Lakers"]
     assert performers_in(Provider.MEETUP, sg) == []
