@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import AsyncIterable, Mapping, Sequence
 from typing import Any
 
@@ -54,9 +55,13 @@ metrics = ServiceMetrics("normalizer")
 records_total = metrics.counter("records_total", "raw records handled", ("result",))
 changes_total = metrics.counter("changes_total", "events.canonical messages", ("op",))
 batch_seconds = metrics.histogram("batch_seconds", "time to handle one batch")
+per_second = metrics.gauge("records_per_second", "raw records/s of the last batch")
 joins_total = metrics.counter("joins_total", "records matched into another provider's event")
 merges_total = metrics.counter("merges_total", "canonical events merged into another")
 splits_total = metrics.counter("splits_total", "records split off into another event")
+store_writes = metrics.counter(
+    "store_writes_total", "documents written to MongoDB (insert, replace, update)", ("collection",)
+)
 lag = metrics.gauge("consumer_lag", "records behind the end of the input partition", ("partition",))
 
 
@@ -193,8 +198,11 @@ async def normalize(stream: AsyncIterable[Any]) -> None:
     try:
         batches = stream.take_events(settings.batch_size, within=settings.batch_wait_s)  # type: ignore[attr-defined]
         async for events in batches:
-            with batch_seconds.time():
-                outcome = await handle(normalizer, sinks, _messages(events))
+            began = time.perf_counter()
+            outcome = await handle(normalizer, sinks, _messages(events))
+            took = time.perf_counter() - began
+            batch_seconds.observe(took)
+            per_second.set(len(events) / took if took > 0 else 0.0)
             records_total.labels("written").inc(outcome.written)
             records_total.labels("unchanged").inc(outcome.unchanged)
             records_total.labels("stale").inc(outcome.stale)
@@ -202,6 +210,9 @@ async def normalize(stream: AsyncIterable[Any]) -> None:
             joins_total.inc(outcome.joined)
             merges_total.inc(outcome.merged)
             splits_total.inc(outcome.split)
+            for collection, count in store.writes.items():
+                store_writes.labels(collection).inc(count)
+            store.writes.clear()
             _record_lag(events)
             for change in outcome.changes:
                 changes_total.labels(change.op.value).inc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -118,6 +119,8 @@ class CatalogueStore:
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.db = db
+        # Documents written per collection (inserts, replaces, updates): the store's load.
+        self.writes: Counter[str] = Counter()
 
     async def by_ids(
         self, collection: str, ids: Sequence[str], fields: Sequence[str] | None = None
@@ -130,6 +133,7 @@ class CatalogueStore:
 
     async def artists(self, docs: list[Document]) -> None:
         await self.db[ARTISTS].bulk_write([_replace(d) for d in docs], ordered=False)
+        self.writes[ARTISTS] += len(docs)
 
     async def categories(self, docs: Sequence[Category]) -> None:
         """Insert categories not stored yet (keyed ``source:name``; unique on name + source)."""
@@ -173,6 +177,7 @@ class CatalogueStore:
         try:
             if new:
                 await self.db[BLOCKS].insert_many(new, ordered=False)
+                self.writes[BLOCKS] += len(new)
         except BulkWriteError:
             add += [
                 UpdateOne(
@@ -182,12 +187,14 @@ class CatalogueStore:
             ]
         if add:
             await self.db[BLOCKS].bulk_write(add, ordered=False)
+            self.writes[BLOCKS] += len(add)
         await self._put(EXTERNAL_EVENTS, externals, existing)
         if relinks:
             await self.db[EXTERNAL_EVENTS].bulk_write(
                 [UpdateOne({"_id": k}, {"$set": {"canonical_id": v}}) for k, v in relinks.items()],
                 ordered=False,
             )
+            self.writes[EXTERNAL_EVENTS] += len(relinks)
 
     async def _put(self, collection: str, docs: list[Document], existing: set[str]) -> None:
         if not docs:
@@ -199,11 +206,13 @@ class CatalogueStore:
         try:
             if fresh:
                 await self.db[collection].insert_many(fresh, ordered=False)
+                self.writes[collection] += len(fresh)
         except BulkWriteError:
             # FerretDB stops an unordered bulk at the first error: redo all, idempotently.
             known += [_replace(d) for d in fresh]
         if known:
             await self.db[collection].bulk_write(known, ordered=False)
+            self.writes[collection] += len(known)
 
 
 Emit = Callable[[list[CanonicalChange]], Awaitable[None]]
