@@ -142,7 +142,7 @@ async def test_one_bulk_sees_its_own_earlier_writes(mongo_db: AsyncDatabase[Docu
     # as on MongoDB: same _id twice, an upsert then an update, a non-_id filter after them.
     docs = mongo_db["one_txn"]
     await docs.insert_many([{"_id": f"t{i}", "n": 0, "tag": "old"} for i in range(5)])
-    ops: list[UpdateOne[Document] | ReplaceOne[Document]] = [
+    ops: list[UpdateOne | ReplaceOne[Document]] = [
         UpdateOne({"_id": "t0"}, {"$inc": {"n": 1}}),
         UpdateOne({"_id": "t0"}, {"$inc": {"n": 1}}),
         ReplaceOne({"_id": "t1"}, {"n": 10, "tag": "new"}),
