@@ -230,10 +230,88 @@ class ImporterSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IMPORTER_", extra="ignore")
 
     group_id: str = "marquee-importer"
+    requests_topic: str = "import.requests"
+    results_topic: str = "import.results"
+    notifications_topic: str = "notifications"
+    changes_topic: str = "events.canonical"
+    updates_enabled: bool = Field(
+        default=True, description="apply events.canonical changes to imported local events"
+    )
+    updates_group_id: str = "marquee-importer-updates"
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_wait_ms: int = Field(default=200, ge=1)
+    relay_on_start: bool = Field(
+        default=True, description="emit results stored but not yet emitted when the worker starts"
+    )
+    failpoint: str | None = Field(
+        default=None,
+        description="tests only: exit abruptly at this named point (see services/importer)",
+    )
+
+
+class NotifierSettings(ServiceSettings):
+    """``NOTIFIER_*``: delivers ``notifications`` to a webhook, or logs them when none is set."""
+
+    model_config = SettingsConfigDict(env_prefix="NOTIFIER_", extra="ignore")
+
+    http_port: int = Field(default=8081, ge=0, le=65535)
+    group_id: str = "marquee-notifier"
+    notifications_topic: str = "notifications"
+    dlq_topic: str = "notifications.dlq"
+    webhook_url: str | None = Field(default=None, description="unset: notifications are logged")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="signs each body (HMAC-SHA256) when set"
+    )
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1, description="then the notification is dead-lettered")
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    concurrency: int = Field(default=16, ge=1, le=1000)
+    batch_size: int = Field(default=200, ge=1, le=10_000)
 
 
 class ApiSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="API_", extra="ignore")
 
     http_port: int = Field(default=8000, ge=0, le=65535)
+    public_url: str = Field(
+        default="", description="base URL for links in responses; empty: the request's own"
+    )
+    # Auth: HS256 with a shared secret, or RS256 with keys from a JWKS URL.
     jwt_secret: SecretStr = SecretStr("dev-only-jwt-secret")
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwks_url: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwks_cache_s: float = Field(default=300.0, gt=0)
+    # Topics the API talks to the other services through.
+    canonical_topic: str = "events.canonical"
+    import_requests_topic: str = "import.requests"
+    import_results_topic: str = "import.results"
+    ingest_requests_topic: str = "ingest.requests"
+    reply_topic: str = Field(default="api.replies", description="IngestReply answers to the API")
+    # Short waits of the request/reply endpoints before they answer 202 or 404.
+    import_wait_s: float = Field(default=3.0, ge=0, le=30)
+    detail_fetch_wait_s: float = Field(default=5.0, ge=0, le=30)
+    detail_store_wait_s: float = Field(default=5.0, ge=0, le=30)
+    not_found_ttl_s: float = Field(default=300.0, ge=0)
+    # Read model: changes are re-read this long after they are announced (the normalizer
+    # announces before it writes), and consumption starts this far before the load began.
+    settle_s: float = Field(default=3.0, ge=0)
+    replay_margin_s: float = Field(default=120.0, ge=0)
+    load_batch_size: int = Field(default=2000, ge=10, le=100_000)
+    imports_refresh_s: float = Field(default=60.0, gt=0)
+    feed_settle_s: float = Field(
+        default=2.0, ge=0, description="the change feed holds back changes younger than this"
+    )
+    # Per-client rate limit (per replica): a token bucket; 0 turns it off.
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+    rate_limit_burst: int = Field(default=100, ge=1)
+    # The seed's name works too.
+    cache_duration_minutes: float = Field(
+        default=5.0,
+        ge=0,
+        validation_alias=AliasChoices("API_CACHE_DURATION_MINUTES", "CACHE_DURATION_MINUTES"),
+    )
+    cache_max_entries: int = Field(default=10_000, ge=0)
+    export_dir: str = Field(default=".cache/api-export", description="where CSV exports go")

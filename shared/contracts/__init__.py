@@ -18,10 +18,12 @@ from shared.contracts.documents import (
     When,
 )
 from shared.contracts.messages import (
+    BulkImportRequest,
     CanonicalChange,
     ChangeOp,
     Entity,
     FieldError,
+    ImportItem,
     ImportOptions,
     ImportRequest,
     ImportResult,
@@ -40,6 +42,7 @@ from shared.contracts.topics import ALL_CONTRACTS, TOPICS, Topic
 __all__ = [
     "ALL_CONTRACTS",
     "TOPICS",
+    "BulkImportRequest",
     "CanonicalChange",
     "CanonicalEvent",
     "Category",
@@ -50,6 +53,7 @@ __all__ = [
     "EventStatus",
     "ExternalEvent",
     "FieldError",
+    "ImportItem",
     "ImportOptions",
     "ImportRequest",
     "ImportResult",

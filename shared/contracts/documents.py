@@ -158,9 +158,13 @@ class Category(Contract):
 
 
 class LocalEvent(Contract):
-    """An event created on the organiser's platform from an external one (``local_events``)."""
+    """An event created on the organiser's platform from an external one (``local_events``).
+
+    v2: ``deleted_at`` (a soft delete; the importer will not re-create it unless forced).
+    """
 
     schema_name = "local_event"
+    schema_version = 2
 
     id: str = Field(alias="_id", min_length=1)
     title: str = Field(min_length=1)
@@ -180,6 +184,9 @@ class LocalEvent(Contract):
     version: int = Field(default=1, ge=1)
     created_at: UtcDatetime = Field(default_factory=utc_now)
     updated_at: UtcDatetime = Field(default_factory=utc_now)
+    deleted_at: UtcDatetime | None = Field(
+        default=None, description="Set when the organiser deleted it: readers treat it as gone"
+    )
 
 
 class Checkpoint(Contract):

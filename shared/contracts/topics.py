@@ -13,6 +13,7 @@ from shared.contracts.documents import (
     LocalEvent,
 )
 from shared.contracts.messages import (
+    BulkImportRequest,
     CanonicalChange,
     ImportRequest,
     ImportResult,
@@ -37,9 +38,12 @@ RAW_EVENTS = Topic("raw.events", RawRecord, "{provider}:{external_id}")
 RAW_EVENTS_DLQ = Topic("raw.events.dlq", None, "same as the input record")
 # Compacted: a subscriber that reads from the start gets the latest version of every event.
 EVENTS_CANONICAL = Topic("events.canonical", CanonicalChange, "canonical id", compacted=True)
+# Also carries BulkImportRequest (told apart by ce_type, or by its ``items`` field).
 IMPORT_REQUESTS = Topic("import.requests", ImportRequest, "canonical id or {provider}:{id}")
 IMPORT_RESULTS = Topic("import.results", ImportResult, "request id")
 NOTIFICATIONS = Topic("notifications", Notification, "user id")
+# Notifications the notifier gave up on: the original bytes, the error rides in headers.
+NOTIFICATIONS_DLQ = Topic("notifications.dlq", None, "same as the input record")
 
 TOPICS: tuple[Topic, ...] = (
     INGEST_REQUESTS,
@@ -49,6 +53,7 @@ TOPICS: tuple[Topic, ...] = (
     IMPORT_REQUESTS,
     IMPORT_RESULTS,
     NOTIFICATIONS,
+    NOTIFICATIONS_DLQ,
 )
 
 ALL_CONTRACTS: tuple[type[Contract], ...] = (
@@ -57,6 +62,7 @@ ALL_CONTRACTS: tuple[type[Contract], ...] = (
     RawRecord,
     CanonicalChange,
     ImportRequest,
+    BulkImportRequest,
     ImportResult,
     Notification,
     ExternalEvent,

@@ -1,0 +1,182 @@
+"""Importer throughput and request-to-result latency through the real stack (one worker).
+
+Seeds a catalogue shaped like the normalizer's output, starts ``python -m services.importer``
+on its own topics and database, then (1) sends ``--burst`` import requests at once and
+(2) sends ``--paced`` more at ``--rate`` per second. Latency is measured in this process from
+handing a request to the producer to reading its result on ``import.results``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from shared.cloudevents import ce_headers
+from shared.contracts import ImportRequest, ImportResult, ImportStatus
+from shared.kafka import make_producer
+from shared.mongo import get_database, make_client
+from shared.settings import KafkaSettings, MongoSettings
+from tests.integration.test_importer_pipeline import catalogue, seed
+from tests.stack import ROOT, endpoints
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class Results:
+    """Reads import.results and stamps when each request id is first answered."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        self.consumer: AIOKafkaConsumer[bytes, bytes] = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id=f"bench-results-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        self.seen: dict[str, tuple[float, ImportResult]] = {}
+
+    async def run(self) -> None:
+        while True:
+            for batch in (await self.consumer.getmany(timeout_ms=200)).values():
+                now = time.perf_counter()
+                for record in batch:
+                    result = ImportResult.model_validate_json(record.value or b"")
+                    self.seen.setdefault(result.request_id, (now, result))
+
+    async def wait(self, ids: set[str], seconds: float, worker: asyncio.subprocess.Process) -> None:
+        deadline = time.monotonic() + seconds
+        while not ids <= set(self.seen):
+            if worker.returncode is not None or time.monotonic() > deadline:
+                raise SystemExit(f"gave up: {len(ids - set(self.seen))} results missing")
+            await asyncio.sleep(0.05)
+
+
+async def phase(
+    name: str,
+    reqs: list[ImportRequest],
+    rate: float | None,
+    producer: AIOKafkaProducer[bytes, bytes],
+    topic: str,
+    results: Results,
+    worker: asyncio.subprocess.Process,
+) -> None:
+    sent: dict[str, float] = {}
+    started = time.perf_counter()
+    pending = []
+    for i, req in enumerate(reqs):
+        if rate:
+            await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+        sent[req.request_id] = time.perf_counter()
+        pending.append(
+            await producer.send(
+                topic, req.to_json_bytes(), key=req.key().encode(),
+                headers=ce_headers(req, "/bench"),
+            )
+        )  # fmt: skip
+    await asyncio.gather(*pending)
+    await results.wait(set(sent), 600, worker)
+    done = [results.seen[i] for i in sent]
+    latencies = [(t - sent[i]) * 1000 for i, (t, _r) in zip(sent, done, strict=True)]
+    imported = sum(1 for _t, r in done if r.status is ImportStatus.IMPORTED)
+    elapsed = max(t for t, _r in done) - started
+    print(
+        f"{name:<28} {len(reqs):>6,} {imported:>8,} {len(reqs) / elapsed:>10,.0f} "
+        f"{statistics.median(latencies):>9,.0f} {pct(latencies, 0.95):>9,.0f} "
+        f"{max(latencies):>9,.0f}",
+        flush=True,
+    )
+
+
+async def run(args: argparse.Namespace, env: dict[str, str]) -> None:
+    kafka = KafkaSettings(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"])
+    mongo_settings = MongoSettings(url=env["MONGO_URL"])
+    unique = uuid.uuid4().hex[:8]
+    names = {k: f"bench.imp.{k}.{unique}" for k in ("requests", "results", "notifications")}
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    await admin.create_topics([NewTopic(n, args.partitions, 1) for n in names.values()])
+    await admin.close()
+    database = f"bench_imp_{unique}"
+    mongo = make_client(mongo_settings)
+    db = get_database(mongo, mongo_settings, database)
+    total = args.burst + args.paced + 1
+    cat = catalogue(total, prefix=unique[:4])
+    started = time.perf_counter()
+    await seed(db, cat)
+    print(f"seeded {len(cat.externals):,} per-source and {total:,} canonical events "
+          f"in {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
+    worker_env = {
+        **os.environ, **env, "MARQUEE_ENV": "test", "MONGO_DATABASE": database,
+        "IMPORTER_REQUESTS_TOPIC": names["requests"], "IMPORTER_RESULTS_TOPIC": names["results"],
+        "IMPORTER_NOTIFICATIONS_TOPIC": names["notifications"],
+        "IMPORTER_GROUP_ID": f"bench-importer-{unique}", "IMPORTER_UPDATES_ENABLED": "false",
+        "IMPORTER_HTTP_PORT": "0", "IMPORTER_BATCH_SIZE": str(args.batch),
+        "IMPORTER_LOG_LEVEL": "WARNING",
+    }  # fmt: skip
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.importer", cwd=ROOT, env=worker_env
+    )
+    producer = make_producer(kafka)
+    await producer.start()
+    results = Results(kafka, names["results"])
+    await results.consumer.start()
+    reader = asyncio.create_task(results.run())
+    try:
+        reqs = [
+            ImportRequest(canonical_id=c.id, requested_by=f"org-{i % 50}")
+            for i, c in enumerate(cat.canonicals)
+        ]
+        warm = reqs[0]  # the worker has joined its group and answered once: start the clock
+        await producer.send_and_wait(
+            names["requests"], warm.to_json_bytes(), key=warm.key().encode()
+        )
+        await results.wait({warm.request_id}, 120, worker)
+        print(f"{'phase':<28} {'sent':>6} {'imported':>8} {'imports/s':>10} "
+              f"{'p50 ms':>9} {'p95 ms':>9} {'max ms':>9}")  # fmt: skip
+        burst = reqs[1 : 1 + args.burst]
+        label = f"burst ({args.burst:,} at once)"
+        await phase(label, burst, None, producer, names["requests"], results, worker)
+        if args.paced:
+            paced = reqs[1 + args.burst :]
+            label = f"paced ({args.rate:g}/s)"
+            await phase(label, paced, args.rate, producer, names["requests"], results, worker)
+    finally:
+        reader.cancel()
+        await results.consumer.stop()
+        await producer.stop()
+        worker.terminate()
+        await worker.wait()
+        await mongo.drop_database(database)
+        await mongo.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--burst", type=int, default=2000, help="requests sent at once")
+    parser.add_argument("--paced", type=int, default=1000, help="requests sent at --rate")
+    parser.add_argument("--rate", type=float, default=50.0, help="paced requests per second")
+    parser.add_argument("--batch", type=int, default=500, help="IMPORTER_BATCH_SIZE")
+    parser.add_argument("--partitions", type=int, default=6)
+    args = parser.parse_args(argv)
+    with endpoints() as ends:
+        asyncio.run(run(args, ends.env()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

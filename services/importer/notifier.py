@@ -1,0 +1,255 @@
+"""Deliver ``notifications`` to a webhook (or the log), at least once, deduplicated by id.
+
+Each notification is POSTed with retries and exponential backoff (honouring ``Retry-After``);
+after ``max_attempts`` failures, or at once for an answer that retrying cannot fix (a 4xx other
+than 408/429), it is dead-lettered to ``notifications.dlq`` with the reason in headers. A
+delivered id is recorded in ``notification_deliveries`` (insert-only), so a re-emitted copy is
+not sent again. The id also rides in the ``Idempotency-Key`` header, for the rare copy sent
+between a delivery and its record (a crash there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import httpx
+from pydantic import ValidationError
+
+from services.importer.store import NOTIFICATION_DELIVERIES
+from shared.cloudevents import ce_headers
+from shared.contracts import Notification
+from shared.contracts.base import utc_now
+from shared.mongo import Document
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    ok: bool
+    retry: bool = False
+    error: str = ""
+    retry_after: float | None = None
+
+
+class DeliveryLog(Protocol):
+    """Where delivered ids are remembered (``ImportStore`` in the service)."""
+
+    async def by_ids(
+        self, collection: str, ids: Iterable[str], fields: Sequence[str] | None = None
+    ) -> dict[str, Document]: ...
+
+    async def insert_new(self, collection: str, docs: Sequence[Document]) -> set[str]: ...
+
+
+class Delivery(Protocol):
+    """Hands one notification to its destination."""
+
+    async def __call__(self, note: Notification, body: bytes) -> Attempt: ...
+
+
+class LogDelivery:
+    """No webhook set: the seed's ``send_event_import_notification`` logs the notification."""
+
+    async def __call__(self, note: Notification, body: bytes) -> Attempt:
+        log.info(
+            "notification %s for %s: %s",
+            note.type,
+            note.user_id,
+            note.payload.get("title") or note.payload.get("local_event_id") or "",
+            extra={
+                "notification_id": note.notification_id,
+                "notification_type": note.type,
+                "user_id": note.user_id,
+                "payload": note.payload,
+            },
+        )
+        return Attempt(ok=True)
+
+
+class WebhookDelivery:
+    """POST the notification JSON (CloudEvents headers, optional HMAC-SHA256 signature)."""
+
+    def __init__(self, client: httpx.AsyncClient, url: str, secret: str | None = None) -> None:
+        self.client = client
+        self.url = url
+        self.secret = secret
+
+    async def __call__(self, note: Notification, body: bytes) -> Attempt:
+        headers = {
+            k: v.decode() for k, v in ce_headers(note, "/notifier", event_id=note.notification_id)
+        }
+        headers["Idempotency-Key"] = note.notification_id
+        if self.secret:
+            digest = hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+            headers["X-Marquee-Signature"] = f"sha256={digest}"
+        try:
+            response = await self.client.post(self.url, content=body, headers=headers)
+        except httpx.HTTPError as err:  # refused, reset, timed out: the webhook may come back
+            return Attempt(ok=False, retry=True, error=f"{type(err).__name__}: {err}")
+        if response.is_success:
+            return Attempt(ok=True)
+        error = f"HTTP {response.status_code}: {response.text[:200]}"
+        retry = response.status_code >= 500 or response.status_code in RETRYABLE_STATUS
+        return Attempt(ok=False, retry=retry, error=error, retry_after=_retry_after(response))
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(float(value), 0.0) if value else None
+    except ValueError:
+        return None  # an HTTP date: the normal backoff applies
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One record of the notifications topic."""
+
+    value: bytes
+    key: bytes | None
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    record: Received
+    error: str  # class
+    reason: str
+    attempts: int
+
+
+DeadLetters = Callable[[Sequence[DeadLetter]], Awaitable[None]]
+
+
+@dataclass
+class NotifyOutcome:
+    delivered: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    attempts: int = 0
+    seconds: list[float] = field(default_factory=list)
+
+
+class Stopping(Exception):
+    """The service is stopping mid-retry: the batch is left uncommitted, redelivered later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    max_attempts: int = 8
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Exponential with jitter, at least what the server asked for, at most ``max_s``."""
+        base = min(self.initial_s * 2.0 ** (attempt - 1), self.max_s)
+        wait = base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not a secret
+        return float(min(max(wait, retry_after or 0.0), self.max_s))
+
+
+class Notifier:
+    def __init__(
+        self,
+        store: DeliveryLog,
+        deliver: Delivery,
+        dead_letters: DeadLetters,
+        *,
+        backoff: Backoff,
+        concurrency: int,
+        stop: asyncio.Event,
+    ) -> None:
+        self.store = store
+        self.deliver = deliver
+        self.dead_letters = dead_letters
+        self.backoff = backoff
+        self.limit = asyncio.Semaphore(concurrency)
+        self.stop = stop
+
+    async def process(self, records: Sequence[Received]) -> NotifyOutcome:
+        outcome = NotifyOutcome()
+        dead: list[DeadLetter] = []
+        first: dict[str, tuple[Received, Notification]] = {}
+        for record in records:
+            try:
+                note = Notification.model_validate_json(record.value)
+            except ValidationError as err:
+                dead.append(DeadLetter(record, type(err).__name__, str(err)[:500], 0))
+                continue
+            if note.notification_id in first:
+                outcome.duplicates += 1
+            else:
+                first[note.notification_id] = (record, note)
+        done = await self.store.by_ids(NOTIFICATION_DELIVERIES, first, ["_id"])
+        outcome.duplicates += len(done)
+        todo = [(r, n) for key, (r, n) in first.items() if key not in done]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._one(r, n)) for r, n in todo]
+        except* Stopping:
+            raise Stopping("stopping mid-delivery") from None
+        results = [t.result() for t in tasks]
+        delivered = []
+        for record, note, attempt, tries, seconds in results:
+            outcome.attempts += tries
+            if attempt.ok:
+                delivered.append(
+                    {"_id": note.notification_id, "user_id": note.user_id, "type": note.type,
+                     "attempts": tries, "delivered_at": utc_now()}
+                )  # fmt: skip
+                outcome.seconds.append(seconds)
+            else:
+                dead.append(DeadLetter(record, "DeliveryFailed", attempt.error, tries))
+        await self.store.insert_new(NOTIFICATION_DELIVERIES, delivered)
+        outcome.delivered = len(delivered)
+        if dead:
+            await self.dead_letters(dead)
+            for letter in dead:
+                log.warning(
+                    "notification dead-lettered after %d attempts: %s",
+                    letter.attempts,
+                    letter.reason,
+                )
+        outcome.dead_lettered = len(dead)
+        return outcome
+
+    async def _one(
+        self, record: Received, note: Notification
+    ) -> tuple[Received, Notification, Attempt, int, float]:
+        started = utc_now()
+        body = note.to_json_bytes()
+        tries = 0
+        async with self.limit:
+            while True:
+                tries += 1
+                attempt = await self.deliver(note, body)
+                if attempt.ok or not attempt.retry or tries >= self.backoff.max_attempts:
+                    return record, note, attempt, tries, _since(started)
+                delay = self.backoff.delay(tries, attempt.retry_after)
+                log.info(
+                    "notification %s: attempt %d failed (%s); next in %.1fs",
+                    note.notification_id,
+                    tries,
+                    attempt.error,
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), delay)
+                if self.stop.is_set():
+                    raise Stopping(note.notification_id)
+
+
+def _since(started: datetime) -> float:
+    return (utc_now() - started).total_seconds()
