@@ -1,0 +1,1 @@
+"""Runnable examples for subscribers of Marquee's topics (see docs/TOPICS.md)."""
