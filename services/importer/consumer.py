@@ -138,7 +138,7 @@ class Sinks:
             headers = [
                 ("dlq_error_class", letter.error.encode()),
                 ("dlq_error_message", letter.reason.encode()[:1000]),
-                ("dlq_attempts", str(letter.attempts).encode()),
+                ("dlq_attempt", str(letter.attempts).encode()),
                 ("dlq_source_topic", self.source_topic.encode()),
                 ("dlq_source_partition", str(record.partition).encode()),
                 ("dlq_source_offset", str(record.offset).encode()),

@@ -87,7 +87,10 @@ class Sinks:
         pending = []
         for item in rejected:
             message = item.message
-            headers = [
+            # The original headers (CloudEvents, Spotify match) travel along, so a replay
+            # re-sends the record as it first came.
+            headers = [(k, v) for k, v in message.headers if not k.startswith("dlq_")]
+            headers += [
                 ("dlq_error_class", item.error.encode()),
                 ("dlq_error_message", item.reason.encode()[:1000]),
                 ("dlq_source_topic", settings.input_topic.encode()),

@@ -567,9 +567,9 @@ async def test_notifications_the_webhook_keeps_refusing_are_dead_lettered(
             dead = await tail.until(lambda rs: len(rs) >= 2, 60, [notifier], settle=1)
         assert len(dead) == 2
         by_user = {Notification.model_validate_json(r.value).user_id: dict(r.headers) for r in dead}
-        assert by_user["doomed"]["dlq_attempts"] == b"3"
+        assert by_user["doomed"]["dlq_attempt"] == b"3"
         assert by_user["doomed"]["dlq_error_message"].startswith(b"HTTP 500")
-        assert by_user["gone"]["dlq_attempts"] == b"1"  # a 404 is not retried
+        assert by_user["gone"]["dlq_attempt"] == b"1"  # a 404 is not retried
         assert [n.user_id for _k, n in hook.received].count("doomed") == 3
         assert [n.user_id for _k, n in hook.received].count("fine") == 1
         # The webhook is fixed: replaying the DLQ delivers both, and "fine" is not sent again.
