@@ -100,9 +100,10 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> None:
         await admin.close()
     rate = (done - 1) / seconds
     new_docs = ceiling[0].rate
+    batches = writes.pop("batches", 0.0)
     written = sum(writes.values())
     print(f"\npublished in {published:.1f}s; normalized {done - 1:,} records in {seconds:.1f}s")
-    print(f"{canonical:,} canonical events from {done:,} records")
+    print(f"{canonical:,} canonical events from {done:,} records in {batches:,.0f} batches")
     print("documents the worker wrote: " + ", ".join(f"{k} {v:,.0f}" for k, v in writes.items()))
     print("| measurement | per second |")
     print("|---|---:|")
@@ -132,6 +133,8 @@ async def store_writes(port: int) -> dict[str, float]:
         if line.startswith("marquee_normalizer_store_writes_total{"):
             collection = line.split('collection="', 1)[1].split('"', 1)[0]
             found[collection] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("marquee_normalizer_batch_seconds_count "):
+            found["batches"] = float(line.rsplit(" ", 1)[1])
     return found
 
 

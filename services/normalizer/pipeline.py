@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -170,7 +171,19 @@ class CatalogueStore:
         and found absent (``fresh_blocks``) are inserted, the others extended. ``relinks``
         point per-source records that a merge moved at their new canonical event.
         """
-        await self._put(EVENTS, canonicals, existing)
+        # Canonical events and blocks are independent: written together, then the rest.
+        await asyncio.gather(
+            self._put(EVENTS, canonicals, existing), self._blocks(blocks, fresh_blocks)
+        )
+        await self._put(EXTERNAL_EVENTS, externals, existing)
+        if relinks:
+            await self.db[EXTERNAL_EVENTS].bulk_write(
+                [UpdateOne({"_id": k}, {"$set": {"canonical_id": v}}) for k, v in relinks.items()],
+                ordered=False,
+            )
+            self.writes[EXTERNAL_EVENTS] += len(relinks)
+
+    async def _blocks(self, blocks: dict[str, set[str]], fresh_blocks: set[str]) -> None:
         block_docs = {k: {"_id": k, "ids": sorted(v)} for k, v in blocks.items()}
         new = [d for k, d in block_docs.items() if k in fresh_blocks]
         add = [_add_ids(k, v) for k, v in blocks.items() if k not in fresh_blocks]
@@ -188,13 +201,6 @@ class CatalogueStore:
         if add:
             await self.db[BLOCKS].bulk_write(add, ordered=False)
             self.writes[BLOCKS] += len(add)
-        await self._put(EXTERNAL_EVENTS, externals, existing)
-        if relinks:
-            await self.db[EXTERNAL_EVENTS].bulk_write(
-                [UpdateOne({"_id": k}, {"$set": {"canonical_id": v}}) for k, v in relinks.items()],
-                ordered=False,
-            )
-            self.writes[EXTERNAL_EVENTS] += len(relinks)
 
     async def _put(self, collection: str, docs: list[Document], existing: set[str]) -> None:
         if not docs:
@@ -276,13 +282,20 @@ class Normalizer:
                 latest[key] = (raw, message)
             else:
                 outcome.stale += 1
-        if artists:
-            await self.store.artists(list(artists.values()))
-        stored = await self.store.by_ids(EXTERNAL_EVENTS, list(latest))
+        reading = asyncio.ensure_future(self._stored(list(latest), list(artists.values())))
+        try:
+            # Map while the store answers: only a tombstone needs the stored record.
+            mapped = {
+                key: self._mapped(raw, message, None, outcome)
+                for key, (raw, message) in latest.items()
+                if not raw.tombstone
+            }
+        finally:
+            stored = await reading
         changed: dict[str, ExternalEvent] = {}
         for key, (raw, message) in latest.items():
             before = stored.get(key)
-            event = self._mapped(raw, message, before, outcome)
+            event = self._mapped(raw, message, before, outcome) if raw.tombstone else mapped[key]
             if event is None:
                 continue
             if before is not None:
@@ -305,6 +318,11 @@ class Normalizer:
         if named:
             await self._rejoin(named, outcome)
         return outcome
+
+    async def _stored(self, keys: list[str], artists: list[Document]) -> dict[str, Document]:
+        if artists:
+            await self.store.artists(artists)
+        return await self.store.by_ids(EXTERNAL_EVENTS, keys)
 
     def _artist(self, raw: RawRecord, message: Message, outcome: Outcome) -> Document | None:
         """A Spotify artist matched to a provider's performer (ingestor enrichment)."""
