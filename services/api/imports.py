@@ -1,0 +1,224 @@
+"""Import requests: checks, ``import.requests`` out, the importer's answer awaited briefly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.errors import KafkaError
+from pymongo.errors import PyMongoError
+
+from services.api.auth import Principal, Role
+from services.api.errors import ApiError, not_found, unavailable
+from services.api.readmodel import ReadModel
+from services.api.replies import Replies
+from services.api.store import Store
+from shared.contracts import Contract, ImportRequest, ImportResult, ImportStatus, Provider, new_id
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str, bytes, Contract], Awaitable[None]]  # topic, key, message
+ALREADY = "Event already imported"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one import request came to, as the HTTP layer reports it."""
+
+    status: int
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+class Importer:
+    def __init__(
+        self,
+        store: Store,
+        model: ReadModel,
+        replies: Replies[ImportResult],
+        send: Send,
+        *,
+        topic: str,
+        wait_s: float,
+    ) -> None:
+        self.store = store
+        self.model = model
+        self.replies = replies
+        self.send = send
+        self.topic = topic
+        self.wait_s = wait_s
+
+    async def _event(self, key: str) -> dict[str, Any] | None:
+        """The per-source record: the read model's copy, else the store's."""
+        slot = self.model.externals.slot(key)
+        if slot is not None:
+            return {"canonical_id": self.model.external_group(key)}
+        doc = await self.store.external(key)
+        return None if doc is None else {"canonical_id": doc.get("canonical_id")}
+
+    async def check(self, source: str, external_id: str) -> tuple[str | None, Outcome | None]:
+        """(canonical id, None) when it may be imported; else (None, the refusal)."""
+        key = f"{source}:{external_id}"
+        if source not in {p.value for p in Provider} or source == Provider.SPOTIFY.value:
+            return None, Outcome(404, {"error": "Event not found"})
+        event = await self._event(key)
+        if event is None:
+            return None, Outcome(404, {"error": "Event not found"})
+        canonical_id = event.get("canonical_id")
+        claims = await self.store.active_claims([key, canonical_id or ""])
+        if claims:
+            local = claims[0].get("local_event_id")
+            return None, Outcome(400, {"error": ALREADY, "local_event_id": local})
+        return canonical_id, None
+
+    async def request(
+        self, principal: Principal, source: str, external_id: str, links: Links
+    ) -> Outcome:
+        try:
+            _canonical, refusal = await self.check(source, external_id)
+        except PyMongoError as err:
+            raise unavailable("Store unavailable") from err
+        if refusal is not None:
+            return refusal
+        request_id = new_id()
+        future = self.replies.expect(request_id)
+        try:
+            sent_id = await self._send_with_id(principal, source, external_id, request_id)
+        except (KafkaError, PyMongoError) as err:
+            self.replies.forget(request_id)
+            log.warning("import request not sent: %s", err)
+            raise unavailable("Import service unavailable") from err
+        result = await self.replies.wait(future, sent_id, self.wait_s)
+        return self.outcome(result, sent_id, links)
+
+    async def _send_with_id(
+        self, principal: Principal, source: str, external_id: str, request_id: str
+    ) -> str:
+        request = ImportRequest(
+            request_id=request_id,
+            provider=Provider(source),
+            external_id=external_id,
+            requested_by=principal.subject,
+        )
+        await self.store.record_import_request(
+            {
+                "_id": request.request_id,
+                "requested_by": principal.subject,
+                "source": source,
+                "external_id": external_id,
+                "requested_at": request.requested_at,
+            }
+        )
+        await self.send(self.topic, request.key().encode(), request)
+        return request.request_id
+
+    def outcome(self, result: ImportResult | None, request_id: str, links: Links) -> Outcome:
+        if result is None:
+            return Outcome(
+                202,
+                {
+                    "message": "Import accepted; not finished yet",
+                    "request_id": request_id,
+                    "status": "pending",
+                    "status_url": links.status(request_id),
+                },
+            )
+        if result.status is ImportStatus.IMPORTED:
+            assert result.local_event_id is not None  # the contract guarantees it
+            return Outcome(
+                201,
+                {
+                    "message": "Event imported successfully",
+                    "local_event_id": result.local_event_id,
+                    "local_event_url": links.local_event(result.local_event_id),
+                    "request_id": request_id,
+                },
+            )
+        message = result.message or "Import rejected"
+        body: dict[str, Any] = {"error": message, "request_id": request_id}
+        if "already imported" in message.lower():
+            body["error"] = ALREADY
+            if result.local_event_id:
+                body["local_event_id"] = result.local_event_id
+        if result.errors:
+            body["details"] = [e.model_dump(mode="json") for e in result.errors]
+        return Outcome(400, body)
+
+    async def bulk(
+        self, principal: Principal, items: list[tuple[str, str]], links: Links
+    ) -> list[dict[str, Any]]:
+        """Checks and sends every item, then waits once for all answers (same short wait)."""
+        results: list[dict[str, Any]] = []
+        waiting: list[tuple[int, str, asyncio.Future[ImportResult]]] = []
+        for source, external_id in items:
+            entry: dict[str, Any] = {"source": source, "external_id": external_id}
+            results.append(entry)
+            try:
+                _canonical, refusal = await self.check(source, external_id)
+            except PyMongoError as err:
+                raise unavailable("Store unavailable") from err
+            if refusal is not None:
+                entry.update(status=refusal.status, **refusal.body)
+                continue
+            request_id = new_id()
+            future = self.replies.expect(request_id)
+            try:
+                await self._send_with_id(principal, source, external_id, request_id)
+            except (KafkaError, PyMongoError) as err:
+                self.replies.forget(request_id)
+                raise unavailable("Import service unavailable") from err
+            waiting.append((len(results) - 1, request_id, future))
+        if waiting:
+            await asyncio.wait([f for _, _, f in waiting], timeout=self.wait_s)
+        for index, request_id, future in waiting:
+            answer = future.result() if future.done() and not future.cancelled() else None
+            self.replies.forget(request_id)
+            outcome = self.outcome(answer, request_id, links)
+            results[index].update(status=outcome.status, **outcome.body)
+        return results
+
+    async def status(self, principal: Principal, request_id: str, links: Links) -> dict[str, Any]:
+        try:
+            asked = await self.store.import_request(request_id)
+            stored = await self.store.import_result(request_id)
+        except PyMongoError as err:
+            raise unavailable("Store unavailable") from err
+        owner = asked.get("requested_by") if asked else None
+        if not principal.can(Role.ADMIN) and owner != principal.subject:
+            raise not_found("Import")
+        if stored is None and asked is None:
+            raise not_found("Import")
+        body: dict[str, Any] = {"request_id": request_id, "status": "pending"}
+        if asked is not None:
+            body.update(source=asked.get("source"), external_id=asked.get("external_id"))
+            body["requested_at"] = asked.get("requested_at")
+        if stored is not None:
+            try:
+                result = ImportResult.model_validate({**stored, "request_id": request_id})
+            except ValueError as err:
+                raise ApiError(502, "Unreadable import result") from err
+            body["status"] = result.status.value
+            body["decided_at"] = result.decided_at
+            if result.local_event_id:
+                body["local_event_id"] = result.local_event_id
+                body["local_event_url"] = links.local_event(result.local_event_id)
+            if result.message:
+                body["message"] = result.message
+            if result.errors:
+                body["details"] = [e.model_dump(mode="json") for e in result.errors]
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """Absolute links in responses: the configured public URL or the request's own base."""
+
+    base: str
+
+    def local_event(self, local_id: str) -> str:
+        return f"{self.base}/local-events/{local_id}"
+
+    def status(self, request_id: str) -> str:
+        return f"{self.base}/imports/{request_id}"

@@ -1,0 +1,74 @@
+"""``/categories``: the canonical taxonomy as a tree, or one provider's categories."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pymongo.errors import PyMongoError
+
+from services.api.deps import AnyUser, Deps
+from services.api.errors import unavailable
+from services.api.render import dumps, json_response
+from services.api.schemas import ERRORS, CategoriesResponse, Error
+from shared.mongo import Document
+
+router = APIRouter(prefix="/categories", tags=["categories"])
+
+
+def tree(docs: list[Document], counts: dict[str, int]) -> list[dict[str, Any]]:
+    """Nodes with their children; roots are the categories without a (known) parent."""
+    nodes: dict[str, dict[str, Any]] = {
+        str(d.get("name")): {
+            "name": d.get("name"),
+            "source": d.get("source"),
+            "parent": d.get("parent"),
+            "external_id": d.get("external_id"),
+            "count": counts.get(str(d.get("name")).casefold(), 0),
+            "children": [],
+        }
+        for d in sorted(docs, key=lambda d: str(d.get("name")))
+    }
+    roots = []
+    for node in nodes.values():
+        parent = nodes.get(str(node["parent"])) if node["parent"] else None
+        if parent is not None and parent is not node:
+            parent["children"].append(node)
+        else:
+            roots.append(node)
+    return roots
+
+
+@router.get(
+    "",
+    response_model=CategoriesResponse,
+    responses={**ERRORS, 503: {"model": Error}},
+    summary="Categories with their hierarchy and how many records each has",
+)
+async def categories(
+    services: Deps,
+    _user: AnyUser,
+    source: Annotated[
+        str, Query(max_length=40, description="marquee (canonical) or a provider")
+    ] = "marquee",
+) -> Response:
+    key = ("categories", source, services.model.generation)
+    cached = services.cache.get(key)
+    if cached is not None:
+        return json_response(cached)
+    try:
+        docs = [d for d in await services.store.categories() if d.get("source") == source]
+    except PyMongoError as err:
+        raise unavailable("Store unavailable") from err
+    model = services.model
+    counts: dict[str, int] = {}
+    if model.ready and source == "marquee":
+        for column in ("category", "subcategory"):
+            for cid, n in model.externals.counts(column).items():
+                if cid:
+                    name = model.categories.names[cid].casefold()
+                    counts[name] = counts.get(name, 0) + n
+    body = dumps({"categories": tree(docs, counts)})
+    services.cache.put(key, body)
+    return json_response(body)

@@ -1,0 +1,50 @@
+"""MongoDB reads of the API: every one an ``_id`` lookup, except small collections read whole."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.mongo import CATEGORIES, EVENTS, EXTERNAL_EVENTS, LOCAL_EVENTS, Document
+
+IMPORTS = "imports"
+IMPORT_RESULTS = "import_results"
+IMPORT_REQUESTS = "api_import_requests"  # the API's own: who asked for which import, and when
+PROVIDER_STATS = "provider_stats"
+
+
+class Store:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.db = db
+
+    async def external(self, key: str) -> Document | None:
+        return await self.db[EXTERNAL_EVENTS].find_one({"_id": key})
+
+    async def canonical(self, canonical_id: str) -> Document | None:
+        return await self.db[EVENTS].find_one({"_id": canonical_id}, {"members": 0})
+
+    async def local_event(self, local_id: str) -> Document | None:
+        return await self.db[LOCAL_EVENTS].find_one({"_id": local_id})
+
+    async def active_claims(self, ids: Sequence[str]) -> list[Document]:
+        wanted = [i for i in dict.fromkeys(ids) if i]
+        if not wanted:
+            return []
+        found = self.db[IMPORTS].find({"_id": {"$in": wanted}})
+        return [doc async for doc in found if doc.get("state", "active") == "active"]
+
+    async def import_result(self, request_id: str) -> Document | None:
+        return await self.db[IMPORT_RESULTS].find_one({"_id": request_id})
+
+    async def import_request(self, request_id: str) -> Document | None:
+        return await self.db[IMPORT_REQUESTS].find_one({"_id": request_id})
+
+    async def record_import_request(self, doc: Document) -> None:
+        await self.db[IMPORT_REQUESTS].insert_one(doc)
+
+    async def provider_stats(self) -> list[Document]:
+        return [doc async for doc in self.db[PROVIDER_STATS].find({})]
+
+    async def categories(self) -> list[Document]:
+        return [doc async for doc in self.db[CATEGORIES].find({})]
