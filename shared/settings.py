@@ -278,7 +278,7 @@ class ApiSettings(ServiceSettings):
         default="", description="base URL for links in responses; empty: the request's own"
     )
     # Auth: HS256 with a shared secret, or RS256 with keys from a JWKS URL.
-    jwt_secret: SecretStr = SecretStr("dev-only-jwt-secret")
+    jwt_secret: SecretStr = SecretStr("dev-only-jwt-secret-for-local-demos")  # 32+ bytes: HS256
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwks_url: str | None = None
     jwt_audience: str | None = None
@@ -300,7 +300,9 @@ class ApiSettings(ServiceSettings):
     settle_s: float = Field(default=3.0, ge=0)
     replay_margin_s: float = Field(default=120.0, ge=0)
     load_batch_size: int = Field(default=2000, ge=10, le=100_000)
-    imports_refresh_s: float = Field(default=60.0, gt=0)
+    imports_refresh_s: float = Field(
+        default=300.0, gt=0, description="full re-read of import claims (dismissals)"
+    )
     feed_settle_s: float = Field(
         default=2.0, ge=0, description="the change feed holds back changes younger than this"
     )

@@ -12,7 +12,7 @@ def test_defaults_work_in_dev(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MARQUEE_ENV", raising=False)
     settings = ApiSettings()
     assert settings.environment == "dev"
-    assert settings.jwt_secret.get_secret_value() == "dev-only-jwt-secret"
+    assert settings.jwt_secret.get_secret_value() == "dev-only-jwt-secret-for-local-demos"
 
 
 def test_each_service_reads_its_own_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
