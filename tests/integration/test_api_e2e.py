@@ -32,10 +32,15 @@ async def start_group_at_end(kafka: KafkaSettings, topic: str, group: str) -> No
     )
     await consumer.start()
     try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not parts:
-            await consumer._client.add_topic(topic)
+        # A topic created a moment ago (a fresh stack) may not be in the metadata yet.
+        parts: list[TopicPartition] = []
+        for _ in range(60):
+            await consumer._client.add_topic(topic)  # asks the broker for its metadata
             parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            if parts:
+                break
+            await asyncio.sleep(0.5)
+        assert parts, f"{topic} has no partitions in the broker's metadata"
         ends = await consumer.end_offsets(parts)
         consumer.assign(parts)
         await consumer.commit(dict(ends.items()))
