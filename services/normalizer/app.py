@@ -41,6 +41,9 @@ app = faust.App(
     topic_partitions=settings.kafka.topic_partitions,
     # Our topics come from shared.bootstrap; faust still declares its own internal ones.
     broker_commit_every=settings.batch_size,
+    # faust's 60 s default keeps a killed worker's partitions unassigned for a minute; the
+    # fault suite measured recovery after kill -9 falling from ~66 s to ~17 s at 15 s.
+    broker_session_timeout=15.0,
     stream_buffer_maxsize=settings.batch_size * 4,
 )
 raw_events = app.topic(
