@@ -57,7 +57,8 @@ class JsonFormatter(logging.Formatter):
         if cid:
             entry["correlation_id"] = cid
         for key, value in record.__dict__.items():
-            if key not in _RESERVED and not key.startswith("_"):
+            # None extras are left out: an absent correlation id keeps the context's one.
+            if value is not None and key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = scrub(self.formatException(record.exc_info))

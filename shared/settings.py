@@ -188,6 +188,17 @@ class IngestorSettings(ServiceSettings):
 
     group_id: str = "marquee-ingestor"
     requests_topic: str = "ingest.requests"
+    raw_topic: str = Field(default="raw.events", description="where fetched records go")
+    store_retry_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="a store call failing this long leaves the job uncommitted (redelivered)",
+    )
+    throttle_give_up_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="a provider throttling every call this long stops its part of a job",
+    )
     # The seed's names (SYNC_INTERVAL_HOURS, ...) work too.
     sync_interval_hours: float = Field(
         default=24.0,
@@ -317,3 +328,6 @@ class ApiSettings(ServiceSettings):
     )
     cache_max_entries: int = Field(default=10_000, ge=0)
     export_dir: str = Field(default=".cache/api-export", description="where CSV exports go")
+    access_log: bool = Field(
+        default=True, description="one JSON line per request (probes and /metrics left out)"
+    )

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from services.api import errors
 from services.api.deps import Deps, Services
 from services.api.metrics import TimingMiddleware
+from services.api.requestlog import RequestContextMiddleware
 from services.api.routers import categories, events, external_events, imports, local_events
 from shared.health import run_checks
 from shared.metrics import CONTENT_TYPE_LATEST
@@ -47,6 +48,8 @@ def create_app(
     app.state.services = services
     errors.install(app)
     app.add_middleware(TimingMiddleware)
+    # Added last, so it runs first: every log line of the request carries its id.
+    app.add_middleware(RequestContextMiddleware, access_log=services.settings.access_log)
     for module in (external_events, events, imports, local_events, categories):
         app.include_router(module.router)
 

@@ -17,6 +17,7 @@ from services.api.readmodel import ReadModel
 from services.api.replies import Replies
 from services.api.store import Store
 from shared.contracts import Contract, ImportRequest, ImportResult, ImportStatus, Provider, new_id
+from shared.logs import correlation_id
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +84,16 @@ class Importer:
         if refusal is not None:
             return refusal
         request_id = new_id()
-        future = self.replies.expect(request_id)
         try:
-            sent_id = await self._send_with_id(principal, source, external_id, request_id)
+            result = await self.replies.ask(
+                request_id,
+                lambda: self._send_with_id(principal, source, external_id, request_id),
+                self.wait_s,
+            )
         except (KafkaError, PyMongoError) as err:
-            self.replies.forget(request_id)
             log.warning("import request not sent: %s", err)
             raise unavailable("Import service unavailable") from err
-        result = await self.replies.wait(future, sent_id, self.wait_s)
-        return self.outcome(result, sent_id, links)
+        return self.outcome(result, request_id, links)
 
     async def _send_with_id(
         self, principal: Principal, source: str, external_id: str, request_id: str
@@ -101,6 +103,8 @@ class Importer:
             provider=Provider(source),
             external_id=external_id,
             requested_by=principal.subject,
+            # The HTTP request's id (X-Request-ID): the importer and notifier log it too.
+            correlation_id=correlation_id.get(),
         )
         await self.store.record_import_request(
             {
@@ -109,6 +113,7 @@ class Importer:
                 "source": source,
                 "external_id": external_id,
                 "requested_at": request.requested_at,
+                "correlation_id": request.correlation_id,
             }
         )
         await self.send(self.topic, request.key().encode(), request)
@@ -194,6 +199,8 @@ class Importer:
         if asked is not None:
             body.update(source=asked.get("source"), external_id=asked.get("external_id"))
             body["requested_at"] = asked.get("requested_at")
+            if asked.get("correlation_id"):
+                body["correlation_id"] = asked["correlation_id"]
         if stored is not None:
             try:
                 result = ImportResult.model_validate({**stored, "request_id": request_id})

@@ -80,15 +80,16 @@ class DetailFetcher:
             requested_by="api",
             reply_to=self.reply_topic,
         )
-        future = self.replies.expect(job.job_id)
-        try:
+
+        async def send() -> None:
             await self.send(self.topic, job.job_id.encode(), job)
             self.jobs_sent += 1
+
+        try:
+            reply = await self.replies.ask(job.job_id, send, self.fetch_wait_s)
         except KafkaError as err:
-            self.replies.forget(job.job_id)
             log.warning("detail job not sent: %s", err)
             return None
-        reply = await self.replies.wait(future, job.job_id, self.fetch_wait_s)
         if reply is None or reply.status is not JobStatus.DONE:
             return None
         if external_id not in reply.external_ids:

@@ -54,6 +54,20 @@ class Replies(Generic[T]):
         if future is not None and not future.done():
             future.cancel()
 
+    async def ask(
+        self, request_id: str, send: Callable[[], Awaitable[object]], timeout_s: float
+    ) -> T | None:
+        """Send a request and wait up to ``timeout_s`` for its answer (None: not yet).
+
+        The waiter is registered before ``send`` runs; an error of ``send`` propagates."""
+        future = self.expect(request_id)
+        try:
+            await send()
+        except BaseException:
+            self.forget(request_id)
+            raise
+        return await self.wait(future, request_id, timeout_s)
+
     async def wait(self, future: asyncio.Future[T], request_id: str, timeout_s: float) -> T | None:
         """The answer, or None after ``timeout_s``."""
         try:

@@ -19,7 +19,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 from pydantic import ValidationError
@@ -68,12 +68,7 @@ class LogDelivery:
             note.type,
             note.user_id,
             note.payload.get("title") or note.payload.get("local_event_id") or "",
-            extra={
-                "notification_id": note.notification_id,
-                "notification_type": note.type,
-                "user_id": note.user_id,
-                "payload": note.payload,
-            },
+            extra={**_context(note), "payload": note.payload},
         )
         return Attempt(ok=True)
 
@@ -91,6 +86,8 @@ class WebhookDelivery:
             k: v.decode() for k, v in ce_headers(note, "/notifier", event_id=note.notification_id)
         }
         headers["Idempotency-Key"] = note.notification_id
+        if note.correlation_id:
+            headers["X-Correlation-ID"] = note.correlation_id
         if self.secret:
             digest = hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
             headers["X-Marquee-Signature"] = f"sha256={digest}"
@@ -129,6 +126,7 @@ class DeadLetter:
     error: str  # class
     reason: str
     attempts: int
+    note: Notification | None = None  # None: the record was not a readable notification
 
 
 DeadLetters = Callable[[Sequence[DeadLetter]], Awaitable[None]]
@@ -210,8 +208,14 @@ class Notifier:
                      "attempts": tries, "delivered_at": utc_now()}
                 )  # fmt: skip
                 outcome.seconds.append(seconds)
+                log.info(
+                    "notification %s delivered after %d attempt(s)",
+                    note.notification_id,
+                    tries,
+                    extra={**_context(note), "attempts": tries, "seconds": round(seconds, 3)},
+                )
             else:
-                dead.append(DeadLetter(record, "DeliveryFailed", attempt.error, tries))
+                dead.append(DeadLetter(record, "DeliveryFailed", attempt.error, tries, note))
         await self.store.insert_new(NOTIFICATION_DELIVERIES, delivered)
         outcome.delivered = len(delivered)
         if dead:
@@ -221,6 +225,7 @@ class Notifier:
                     "notification dead-lettered after %d attempts: %s",
                     letter.attempts,
                     letter.reason,
+                    extra={} if letter.note is None else _context(letter.note),
                 )
         outcome.dead_lettered = len(dead)
         return outcome
@@ -244,11 +249,23 @@ class Notifier:
                     tries,
                     attempt.error,
                     delay,
+                    extra=_context(note),
                 )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), delay)
                 if self.stop.is_set():
                     raise Stopping(note.notification_id)
+
+
+def _context(note: Notification) -> dict[str, Any]:
+    """The fields every log line about a notification carries (its request's correlation id)."""
+    return {
+        "correlation_id": note.correlation_id,
+        "notification_id": note.notification_id,
+        "notification_type": note.type,
+        "user_id": note.user_id,
+        "request_id": note.payload.get("request_id"),
+    }
 
 
 def _since(started: datetime) -> float:

@@ -411,6 +411,7 @@ class Importer:
         for doc in batch.docs:
             if doc["_id"] not in existed:
                 outcome.collect(doc)
+                _log_decision(doc)
         for doc in stored.values():
             outcome.collect(doc)
             outcome.replayed += 1
@@ -424,6 +425,7 @@ class Importer:
             local_event_id=local.id,
             message=IMPORTED,
             decided_at=batch.now,
+            correlation_id=request.correlation_id,
         )
         notes = []
         if request.options.notify:
@@ -443,6 +445,7 @@ class Importer:
                         "canonical_id": local.canonical_id,
                     },
                     created_at=batch.now,
+                    correlation_id=request.correlation_id,
                 )
             )
         batch.outcome.imported += 1
@@ -477,6 +480,7 @@ class Importer:
             message=message,
             errors=errors,
             decided_at=batch.now,
+            correlation_id=item.correlation_id,
         )
         batch.outcome.reject(reason)
         if isinstance(item, ImportRequest):
@@ -562,6 +566,23 @@ def _result_doc(
         "notifications": [n.to_document() for n in notes],
         "emitted": False,
     }
+
+
+def _log_decision(doc: Document) -> None:
+    """One line per decision, carrying the request's correlation id (the API's X-Request-ID)."""
+    log.info(
+        "import %s %s",
+        doc.get("request_id") or doc["_id"],
+        doc.get("status"),
+        extra={
+            "correlation_id": doc.get("correlation_id"),
+            "request_id": doc["_id"],
+            "status": doc.get("status"),
+            "local_event_id": doc.get("local_event_id"),
+            "requested_by": doc.get("requested_by"),
+            "reason": None if doc.get("status") == "imported" else doc.get("message"),
+        },
+    )
 
 
 def _stored(doc: Document) -> tuple[ImportResult, list[Notification]]:

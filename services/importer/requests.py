@@ -21,6 +21,7 @@ class Invalid:
     errors: list[FieldError]
     requested_by: str | None = None
     key: str | None = field(default=None)
+    correlation_id: str | None = None
 
 
 Parsed = ImportRequest | Invalid
@@ -61,6 +62,7 @@ def parse(value: bytes | None) -> list[Parsed]:
                 _text(data.get("request_id")) or invalid_request_id(raw),
                 field_errors(err),
                 _text(data.get("requested_by")),
+                correlation_id=_correlation(data),
             )
         ]
 
@@ -69,24 +71,38 @@ def _bulk(data: dict[str, Any], raw: bytes) -> list[Parsed]:
     """Each item is judged on its own: one bad item does not sink the other 999."""
     bulk_id = _text(data.get("request_id")) or invalid_request_id(raw)
     requested_by = _text(data.get("requested_by"))
+    correlation = _correlation(data)
     items = data.get("items")
     if not isinstance(items, list) or not items or len(items) > MAX_BULK_ITEMS:
         message = f"items must be a list of 1 to {MAX_BULK_ITEMS} events"
-        return [Invalid(bulk_id, [_error("items", message, "bulk")], requested_by)]
-    shared = {k: data[k] for k in ("requested_by", "options", "requested_at") if k in data}
+        return [
+            Invalid(bulk_id, [_error("items", message, "bulk")], requested_by, None, correlation)
+        ]
+    shared = {
+        k: data[k]
+        for k in ("requested_by", "options", "requested_at", "correlation_id")
+        if k in data
+    }
     out: list[Parsed] = []
     for index, item in enumerate(items):
         given = _text(item.get("request_id")) if isinstance(item, dict) else None
         request_id = given or BulkImportRequest.item_request_id(bulk_id, index)
         if not isinstance(item, dict):
-            out.append(Invalid(request_id, [_error(f"items.{index}", "not an object", "bulk")]))
+            error = _error(f"items.{index}", "not an object", "bulk")
+            out.append(Invalid(request_id, [error], requested_by, None, correlation))
             continue
         fields = {k: item.get(k) for k in ("provider", "external_id", "canonical_id")}
         try:
             out.append(ImportRequest.model_validate({**shared, **fields, "request_id": request_id}))
         except ValidationError as err:
-            out.append(Invalid(request_id, field_errors(err), requested_by))
+            out.append(Invalid(request_id, field_errors(err), requested_by, None, correlation))
     return out
+
+
+def _correlation(data: dict[str, Any]) -> str | None:
+    """The caller's correlation id, if it is one we can carry (an unreadable one is dropped)."""
+    value = _text(data.get("correlation_id"))
+    return value if value is not None and len(value) <= 128 else None
 
 
 def _error(name: str | None, message: str, code: str) -> FieldError:

@@ -148,6 +148,16 @@ class ImportOptions(Part):
     notify: bool = True
 
 
+def _correlation_field() -> Any:
+    """The id that ties an import's log lines together, from the HTTP request to the webhook."""
+    return Field(
+        default=None,
+        max_length=128,
+        description="Carried unchanged from the request to its result and notifications, and "
+        "onto every log line about them (the API sets it from the caller's X-Request-ID)",
+    )
+
+
 class ImportRequest(Contract):
     """Import an external event as a local event (topic ``import.requests``).
 
@@ -163,6 +173,7 @@ class ImportRequest(Contract):
     requested_by: str = Field(min_length=1)
     options: ImportOptions = Field(default_factory=ImportOptions)
     requested_at: UtcDatetime = Field(default_factory=utc_now)
+    correlation_id: str | None = _correlation_field()
 
     @model_validator(mode="after")
     def _one_reference(self) -> Self:
@@ -216,6 +227,7 @@ class BulkImportRequest(Contract):
     items: list[ImportItem] = Field(min_length=1, max_length=MAX_BULK_ITEMS)
     options: ImportOptions = Field(default_factory=ImportOptions)
     requested_at: UtcDatetime = Field(default_factory=utc_now)
+    correlation_id: str | None = _correlation_field()
 
     @staticmethod
     def item_request_id(bulk_request_id: str, index: int) -> str:
@@ -233,6 +245,7 @@ class BulkImportRequest(Contract):
                 requested_by=self.requested_by,
                 options=self.options,
                 requested_at=self.requested_at,
+                correlation_id=self.correlation_id,
             )
             for i, item in enumerate(self.items)
         ]
@@ -260,6 +273,7 @@ class ImportResult(Contract):
     message: str | None = Field(default=None, description='e.g. "Event already imported"')
     errors: list[FieldError] = Field(default_factory=list)
     decided_at: UtcDatetime = Field(default_factory=utc_now)
+    correlation_id: str | None = _correlation_field()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -280,3 +294,4 @@ class Notification(Contract):
     type: str = Field(min_length=1, pattern=r"^[a-z_]+(\.[a-z_]+)+$", examples=["event.imported"])
     payload: dict[str, Any] = Field(default_factory=dict)
     created_at: UtcDatetime = Field(default_factory=utc_now)
+    correlation_id: str | None = _correlation_field()

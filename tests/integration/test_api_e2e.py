@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -88,7 +89,8 @@ async def test_sync_search_import_notify_and_fetch_on_demand(
         # Only what this test publishes; a topic created just now is empty anyway (and a
         # fresh broker may not list its partitions to a new consumer for a while).
         await start_group_at_end(kafka_settings, "raw.events", app_id)
-    logs = [tmp_path / f"{name}.log" for name in ("normalizer", "importer", "ingestor", "api")]
+    names = ("normalizer", "importer", "ingestor", "api", "notifier")
+    logs = [tmp_path / f"{name}.log" for name in names]
     with running_sandbox("--tm-per-second", "0", "--sg-per-second", "0", events=400) as sandbox:
         base = {
             **os.environ,
@@ -136,6 +138,18 @@ async def test_sync_search_import_notify_and_fetch_on_demand(
             },
             logs[2],
         )
+        notifier = spawn(
+            "services.importer",
+            {
+                **base,
+                "NOTIFIER_GROUP_ID": f"notifier-{unique}",
+                "NOTIFIER_NOTIFICATIONS_TOPIC": topics["notifications"],
+                "NOTIFIER_DLQ_TOPIC": f"notifications.dlq.api-{unique}",
+                "NOTIFIER_HTTP_PORT": "0",
+            },
+            logs[4],
+            "notifier",
+        )
         env = {**api_env(stack, topics, database, free_port(), tmp_path), **base}
         env = {k: v for k, v in env.items() if not k.startswith("INGESTOR_")}
         client = make_client(mongo_settings)
@@ -144,7 +158,7 @@ async def test_sync_search_import_notify_and_fetch_on_demand(
             async with start_api(env, logs[3]) as url:
                 await e2e(url, env, base, db, kafka_settings, topics, sandbox, logs)
         finally:
-            for proc in (normalizer, importer, ingestor):
+            for proc in (normalizer, importer, ingestor, notifier):
                 stop(proc)
             await client.drop_database(database)
             await client.close()
@@ -207,8 +221,12 @@ async def e2e(
         found = (await poll(searched, f"search for {word!r} finds {key}", 120, logs))[0]
         assert found["source"] == "seatgeek"
         source, external_id = key.split(":", 1)
-        imported = await http.post(f"/external-events/{source}/{external_id}/import")
+        trace = f"trace-{time.time_ns()}"
+        imported = await http.post(
+            f"/external-events/{source}/{external_id}/import", headers={"X-Request-ID": trace}
+        )
         assert imported.status_code in (201, 202), imported.text
+        assert imported.headers["x-request-id"] == trace
         body = imported.json()
         if imported.status_code == 202:
 
@@ -233,6 +251,21 @@ async def e2e(
 
         notes = await poll(notified, "notification for the organiser", 60, logs)
         assert notes[0].type.startswith("event.")
+        assert notes[0].correlation_id == trace
+
+        # One id from the HTTP request to the delivered notification, in every service's log.
+        def traced(log: Path) -> list[dict[str, Any]]:
+            lines = [orjson.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+            return [x for x in lines if x.get("correlation_id") == trace]
+
+        async def delivered() -> Any:
+            return [x for x in traced(logs[4]) if x["service"] == "notifier"]
+
+        await poll(delivered, "the notifier logs the delivery with the request's id", 60, logs)
+        api_lines = traced(logs[3])
+        assert any(x.get("path", "").endswith("/import") for x in api_lines), api_lines
+        decisions = [x for x in traced(logs[1]) if x.get("status") == "imported"]
+        assert [x["local_event_id"] for x in decisions] == [local_id]
 
         async def flagged() -> Any:
             page = (

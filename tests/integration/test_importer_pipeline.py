@@ -548,7 +548,9 @@ async def test_bulk_items_each_get_their_own_result(mongo_db: AsyncDatabase[Docu
         if e.source is Provider.TICKETMASTER
     ]
     items += [{"provider": "ticketmaster", "external_id": "missing"}, {"provider": "nowhere"}, "x"]
-    raw = orjson.dumps({"request_id": "bulk-1", "requested_by": "org-5", "items": items})
+    raw = orjson.dumps(
+        {"request_id": "bulk-1", "requested_by": "org-5", "items": items, "correlation_id": "c-9"}
+    )
     parsed = parse(raw)
     assert [p.request_id for p in parsed] == [f"bulk-1.{i}" for i in range(len(items))]
     sink = Captured()
@@ -556,6 +558,13 @@ async def test_bulk_items_each_get_their_own_result(mongo_db: AsyncDatabase[Docu
     assert outcome.imported == 30
     assert outcome.rejected == {"not_found": 1, "invalid_request": 2}
     assert len({r.request_id for r in sink.results}) == 33
+    # The bulk's correlation id reaches every answer and notification, rejections included.
+    assert {r.correlation_id for r in sink.results} == {"c-9"}
+    assert len(sink.notifications) == 30
+    assert {n.correlation_id for n in sink.notifications} == {"c-9"}
+    stored = await mongo_db[IMPORT_RESULTS].find_one({"_id": "bulk-1.0"})
+    assert stored is not None
+    assert stored["correlation_id"] == "c-9"
     assert await mongo_db[LOCAL_EVENTS].count_documents({"created_by": "org-5"}) == 30
 
 

@@ -142,6 +142,23 @@ def test_bulk_items_are_judged_one_by_one() -> None:
     assert fourth.errors[0].field == "items.3"
 
 
+def test_correlation_id_is_carried_by_single_bulk_and_unreadable_requests() -> None:
+    single = req(provider=Provider.SEATGEEK, external_id="5", correlation_id="trace-1")
+    assert [i.correlation_id for i in parse(single.to_json_bytes())] == ["trace-1"]
+    bulk = {"request_id": "b", "requested_by": "o", "correlation_id": "trace-2"}
+    items = parse(orjson.dumps({**bulk, "items": [{"canonical_id": "a"}, {"provider": "x"}, 7]}))
+    assert [i.correlation_id for i in items] == ["trace-2"] * 3
+    broken = parse(orjson.dumps({"request_id": "r", "correlation_id": "trace-3"}))
+    assert [i.correlation_id for i in broken] == ["trace-3"]
+    # One too long to carry is refused by the contract, and dropped from the rejection.
+    [too_long] = parse(
+        orjson.dumps({**single.model_dump(mode="json"), "correlation_id": "x" * 129})
+    )
+    assert isinstance(too_long, Invalid)
+    assert too_long.correlation_id is None
+    assert too_long.errors[0].field == "correlation_id"
+
+
 def test_bulk_contract_expands_to_the_same_ids_the_parser_gives() -> None:
     bulk = BulkImportRequest(
         requested_by="org", items=[ImportItem(canonical_id="a"), ImportItem(canonical_id="b")]

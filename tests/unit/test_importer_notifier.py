@@ -136,7 +136,7 @@ async def test_webhook_outcomes_and_signature() -> None:
         hook = WebhookDelivery(client, "http://127.0.0.1:9/hook", secret="s3cr3t")
         got = {}
         for user in ("ok", "busy", "slow", "bad", "down"):
-            note = Notification(user_id=user, type="event.imported")
+            note = Notification(user_id=user, type="event.imported", correlation_id="trace-7")
             got[user] = await hook(note, note.to_json_bytes())
     assert got["ok"] == Attempt(ok=True)
     assert (got["busy"].retry, got["slow"].retry, got["bad"].retry) == (True, True, False)
@@ -149,3 +149,4 @@ async def test_webhook_outcomes_and_signature() -> None:
     assert first.headers["X-Marquee-Signature"] == f"sha256={expected}"
     assert first.headers["Idempotency-Key"].startswith(("n_", ""))
     assert first.headers["ce_type"] == "marquee.notification.v1"
+    assert first.headers["X-Correlation-ID"] == "trace-7"
