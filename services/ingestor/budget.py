@@ -1,10 +1,11 @@
-"""Per-provider call budgets: a request rate, a quota per period, and what the headers say."""
+"""Per-provider call budgets: an adaptive request rate, a quota per period, what headers say."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -15,6 +16,13 @@ class Budget:
     Providers that report their own remaining quota (Ticketmaster's ``Rate-Limit-*``
     headers) correct the local count through :meth:`observe_headers`, so two ingestor
     processes sharing a key do not both believe they have the whole quota.
+
+    The rate adapts to throttling (AIMD, as TCP does): a throttled answer halves the
+    effective rate (from the configured one, or from the rate actually observed when none is
+    configured), and each answer that is not throttled adds back ``recover_per_s / rate`` (at
+    most a quarter of the rate), so the rate climbs by about ``recover_per_s`` calls/s every
+    second until it is back at the configured rate (with none configured, it keeps climbing
+    until the next throttle). A provider that lowers its limit is followed, not fought.
     """
 
     rate_per_s: float
@@ -22,12 +30,27 @@ class Budget:
     period_s: float = 86_400.0
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    recover_per_s: float = 0.25
+    min_rate_per_s: float = 0.05  # never slower than a call every 20 s
     used: int = 0
     remaining_reported: int | None = None
     reset_at: float | None = None  # wall-clock epoch seconds when the quota comes back
+    # The rate throttling brought us down to (None: the configured rate applies).
+    adaptive_rate: float | None = None
+    throttle_streak: int = 0  # throttled answers since the last one that was not
+    throttled_total: int = 0
+    _throttled_since: float | None = None
+    _last_decrease: float = float("-inf")
+    _recent: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     _next_slot: float = 0.0
     _period_start: float = field(default=-1.0)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def effective_rate(self) -> float:
+        """Calls per second allowed now; 0 means unlimited."""
+        return self.adaptive_rate if self.adaptive_rate is not None else self.rate_per_s
 
     @property
     def remaining(self) -> int | None:
@@ -56,12 +79,15 @@ class Budget:
         async with self._lock:
             self._roll_period()
             now = self.clock()
-            if self.rate_per_s > 0:
-                wait = self._next_slot - now
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                    now = self.clock()
-                self._next_slot = max(now, self._next_slot) + 1.0 / self.rate_per_s
+            # A pause holds calls even when no rate is configured (rate 0 = unlimited).
+            # A pause taken while we slept (another call was throttled) is waited out too.
+            while (wait := self._next_slot - now) > 0:
+                await self.sleep(wait)
+                now = self.clock()
+            rate = self.effective_rate
+            if rate > 0:
+                self._next_slot = max(now, self._next_slot) + 1.0 / rate
+            self._recent.append(now)
             self.used += 1
             if self.remaining_reported is not None:
                 self.remaining_reported -= 1
@@ -69,6 +95,51 @@ class Budget:
     def pause(self, seconds: float) -> None:
         """Hold all calls for ``seconds`` (a 429 with Retry-After, a 406 from SeatGeek)."""
         self._next_slot = max(self._next_slot, self.clock() + seconds)
+
+    def observed_rate(self, span_s: float = 2.0) -> float:
+        """Calls per second started over the last ``span_s`` seconds."""
+        now = self.clock()
+        return sum(1 for t in self._recent if t > now - span_s) / span_s
+
+    def throttled(self) -> None:
+        """The provider throttled a call: halve the effective rate, once per burst.
+
+        Calls already in flight when the provider's limit was hit are throttled together;
+        halving for each of them would collapse the rate, so one decrease per second (or per
+        slot, when slower) counts.
+        """
+        now = self.clock()
+        self.throttle_streak += 1
+        self.throttled_total += 1
+        if self._throttled_since is None:
+            self._throttled_since = now
+        current = self.effective_rate
+        if now - self._last_decrease < max(1.0, 1.0 / current if current > 0 else 0.0):
+            return
+        if current <= 0:
+            # No configured rate: start from what we were actually doing.
+            current = max(self.observed_rate(), 2 * self.min_rate_per_s)
+        self.adaptive_rate = max(current / 2, self.min_rate_per_s)
+        self._last_decrease = now
+
+    def not_throttled(self) -> None:
+        """An answer that was not throttling: additive increase back to the configured rate."""
+        self.throttle_streak = 0
+        self._throttled_since = None
+        if self.adaptive_rate is None:
+            return
+        # recover_per_s / rate per answer is about recover_per_s per second at that rate; at
+        # most a quarter more per answer, so one answer after a long spell is no leap.
+        rate = self.adaptive_rate
+        self.adaptive_rate = rate + min(self.recover_per_s / rate, rate / 4)
+        if 0 < self.rate_per_s <= self.adaptive_rate:
+            self.adaptive_rate = None  # fully recovered: the configured rate applies again
+
+    def throttled_for(self) -> float:
+        """Seconds since the provider started throttling every call (0: it is not)."""
+        if self._throttled_since is None:
+            return 0.0
+        return self.clock() - self._throttled_since
 
     def observe_headers(self, headers: Mapping[str, str]) -> None:
         """Ticketmaster: ``Rate-Limit-Available`` calls left, ``Rate-Limit-Reset`` in epoch ms."""

@@ -182,7 +182,10 @@ async def _replay(args: argparse.Namespace, settings: IngestorSettings) -> int:
         pages, records = await replay(
             resources, Provider(args.provider), args.stream, args.since, until, job_id=new_id()
         )
-    print(f"replayed {pages} archived pages: {records} records republished to raw.events")
+    print(
+        f"replayed {pages} archived pages: {records} records republished to "
+        f"{resources.publisher.topic}"
+    )
     return 0
 
 

@@ -170,10 +170,23 @@ class RetryPolicy:
     cap_s: float = 30.0
     # A rate-limit wait longer than this stops the job (resume later) instead of sleeping.
     max_wait_s: float = 120.0
+    # Throttling is bounded by time, not tries: a provider that throttles every call for this
+    # long stops the job (resume later); shorter spells are waited out at a lower rate.
+    throttle_give_up_s: float = 600.0
+    throttle_cap_s: float = 30.0
 
     def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2^attempt)] (AWS architecture blog)."""
         return float(rand() * min(self.cap_s, self.base_s * (2.0**attempt)))
+
+    def throttle_backoff(self, streak: int, rand: Callable[[], float] = random.random) -> float:
+        """After the ``streak``-th throttled answer in a row without Retry-After: equal jitter.
+
+        Half the exponential ceiling is always waited (a throttled provider needs a real
+        pause), the other half is random so that callers sharing the limit spread out.
+        """
+        ceiling = min(self.throttle_cap_s, self.base_s * (2.0 ** max(streak, 1)))
+        return float(ceiling / 2 + rand() * ceiling / 2)
 
 
 # Told of every call: provider, URL (scrubbed), status (None: no answer), outcome, the calls
@@ -270,6 +283,8 @@ class ApiClient:
                 continue
             self.budget.observe_headers(response.headers)
             outcome = classify(self.provider, response)
+            if outcome.action is not Action.RATE_LIMITED:
+                self.budget.not_throttled()
             if outcome.action is Action.OK:
                 try:
                     data = orjson.loads(response.content) if response.content else None
@@ -300,19 +315,33 @@ class ApiClient:
                         status=response.status_code,
                     )
                 case Action.RATE_LIMITED:
-                    wait = self._rate_limit_wait(response, attempt)
+                    self.budget.throttled()  # halves the rate this client asks at
+                    wait = self._rate_limit_wait(response)
                     if wait > self.retry.max_wait_s:
                         raise QuotaSpent(
                             self.provider,
                             f"{outcome.reason}: asked to wait {wait:.0f}s at {url}",
                             resume_at=time.time() + wait,
                         )
-                    self.budget.pause(wait)
-                    attempt += 1
-                    if attempt >= self.retry.max_attempts * 2:
-                        raise ProviderError(
-                            self.provider, f"still rate limited after {attempt} tries at {url}"
+                    throttled_for = self.budget.throttled_for()
+                    if throttled_for >= self.retry.throttle_give_up_s:
+                        raise QuotaSpent(
+                            self.provider,
+                            f"{outcome.reason}: every call throttled for {throttled_for:.0f}s "
+                            f"at {url}",
+                            resume_at=time.time() + max(wait, self.retry.throttle_cap_s),
                         )
+                    log.info(
+                        "%s throttled (%s, %d in a row): pausing %.2fs, rate now %.2f/s",
+                        self.provider.value,
+                        outcome.reason,
+                        self.budget.throttle_streak,
+                        wait,
+                        self.budget.effective_rate,
+                        extra={"provider": self.provider.value, "url": url},
+                    )
+                    # A pause of the budget: every call sharing it waits, not just this one.
+                    self.budget.pause(wait)
                     continue
                 case Action.RETRY:
                     attempt += 1
@@ -348,14 +377,19 @@ class ApiClient:
         )
         await self._sleep(delay)
 
-    def _rate_limit_wait(self, response: httpx.Response, attempt: int) -> float:
+    def _rate_limit_wait(self, response: httpx.Response) -> float:
+        """Retry-After when sent; the quota's reset when the quota is what ran out; else backoff.
+
+        Ticketmaster sends ``Rate-Limit-Reset`` (the daily quota's reset) on every answer,
+        spike-arrest 429s included: waiting for it would stop a job for a day over a burst.
+        """
         after = _retry_after(response)
         if after is not None:
             return after
         reset = self._reset_at()
-        if reset is not None and response.headers.get("rate-limit-reset"):
+        if self.budget.spent() and reset is not None and response.headers.get("rate-limit-reset"):
             return max(reset - time.time(), 0.0)
-        return self.retry.backoff(attempt + 1) + 1.0
+        return self.retry.throttle_backoff(self.budget.throttle_streak)
 
     def _reset_at(self) -> float | None:
         return self.budget.resume_at()

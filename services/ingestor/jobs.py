@@ -19,6 +19,7 @@ from services.ingestor.progress import ProgressManager
 from services.ingestor.providers.spotify import SpotifyEnricher
 from services.ingestor.publish import PageArchive, RawPublisher, raw_record, store_page
 from services.ingestor.stats import ProviderStats
+from services.ingestor.store import StoreRetry, StoreUnavailable, is_transient
 from services.ingestor.sync import Progress, Syncer, SyncQuery, SyncReport
 from services.ingestor.wiring import (
     ALL_ORGANIZATIONS,
@@ -58,11 +59,13 @@ async def open_resources(settings: IngestorSettings) -> AsyncIterator[Resources]
             await ensure_bucket(s3, settings.s3.bucket, settings.s3.region)
             db = get_database(mongo, settings.mongo)
             yield Resources(
-                RawPublisher(producer),
+                RawPublisher(producer, settings.raw_topic),
                 PageArchive(s3, settings.s3.bucket),
                 db,
                 ProgressManager(
-                    db[CHECKPOINTS], freshness=timedelta(minutes=settings.freshness_minutes)
+                    db[CHECKPOINTS],
+                    freshness=timedelta(minutes=settings.freshness_minutes),
+                    retry=StoreRetry(budget_s=settings.store_retry_s),
                 ),
             )
     finally:
@@ -210,7 +213,11 @@ async def run_job(
     *,
     observers: list[Observer] | None = None,
 ) -> IngestReply:
-    """Carry out one on-demand job from ``ingest.requests``; never raises for provider errors."""
+    """Carry out one on-demand job from ``ingest.requests``; never raises for provider errors.
+
+    A store outage that outlasts the retries raises :class:`StoreUnavailable` instead of
+    answering ``failed``: the caller leaves the job uncommitted, so it is run again later.
+    """
     counter = CallCounter()
     watchers = [counter.observe, *(observers or [])]
     try:
@@ -228,6 +235,18 @@ async def run_job(
         )
     except (ProviderError, ValueError, KeyError) as err:
         reply = IngestReply(job_id=job.job_id, status=JobStatus.FAILED, message=str(err))
+    except StoreUnavailable:
+        raise
+    except PyMongoError as err:
+        if is_transient(err):
+            # Not the job's fault: it is run again once the store is back.
+            raise StoreUnavailable(f"store unavailable: {type(err).__name__}: {err}") from err
+        log.exception("job %s failed", job.job_id)
+        reply = IngestReply(
+            job_id=job.job_id,
+            status=JobStatus.FAILED,
+            message=f"internal error: {type(err).__name__}: {err}",
+        )
     except Exception as err:
         log.exception("job %s failed", job.job_id)
         reply = IngestReply(

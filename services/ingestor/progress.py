@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from pymongo.asynchronous.collection import AsyncCollection
 
+from services.ingestor.store import StoreRetry
 from shared.contracts import Checkpoint, Provider
 from shared.contracts.base import utc_now
 from shared.mongo import Document
@@ -29,6 +30,8 @@ class ProgressManager:
 
     Documents are keyed by ``_id = provider:stream:partition`` so every read and write is an
     ``_id`` lookup (the only indexed read path on the local FerretDB; see docs/BENCHMARKS.md).
+    Both are idempotent, so a call that fails on a dropped connection is simply retried
+    (``retry``): a store restart mid-sync costs time, not the job.
     """
 
     def __init__(
@@ -37,17 +40,22 @@ class ProgressManager:
         *,
         freshness: timedelta = timedelta(hours=1),
         clock: Callable[[], datetime] = utc_now,
+        retry: StoreRetry | None = None,
     ) -> None:
         self.collection = collection
         self.freshness = freshness
         self.clock = clock
+        self.retry = retry or StoreRetry()
 
     @staticmethod
     def key(provider: Provider, stream: str, partition: str) -> str:
         return f"{provider.value}:{stream}:{partition}"
 
     async def load(self, provider: Provider, stream: str, partition: str = "") -> Checkpoint:
-        found = await self.collection.find_one({"_id": self.key(provider, stream, partition)})
+        key = self.key(provider, stream, partition)
+        found = await self.retry.call(
+            f"checkpoint read {key}", lambda: self.collection.find_one({"_id": key})
+        )
         if found is None:
             return Checkpoint(provider=provider, stream=stream, partition=partition)
         return Checkpoint.model_validate(found)
@@ -56,7 +64,10 @@ class ProgressManager:
         checkpoint.updated_at = self.clock()
         doc = checkpoint.to_document()
         key = self.key(checkpoint.provider, checkpoint.stream, checkpoint.partition)
-        await self.collection.replace_one({"_id": key}, {"_id": key, **doc}, upsert=True)
+        await self.retry.call(
+            f"checkpoint write {key}",
+            lambda: self.collection.replace_one({"_id": key}, {"_id": key, **doc}, upsert=True),
+        )
 
     async def should_skip(self, provider: Provider, stream: str, partition: str, call: str) -> bool:
         """True when this exact call succeeded within the freshness window: don't repeat it."""

@@ -22,7 +22,8 @@ SOURCE = "/ingestor"
 
 
 class RawPublisher:
-    """Sends RawRecords to ``raw.events``; :meth:`publish` returns once the broker has them all."""
+    """Sends RawRecords to ``raw.events`` (``INGESTOR_RAW_TOPIC``); returns once the broker has
+    them all."""
 
     def __init__(self, producer: AIOKafkaProducer[bytes, bytes], topic: str = RAW_EVENTS.name):
         self.producer = producer

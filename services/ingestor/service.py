@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from services.ingestor.jobs import Resources, open_resources, run_job, run_sync
+from services.ingestor.store import StoreUnavailable
 from services.ingestor.wiring import IngestorMetrics, configured_queries
 from shared.cloudevents import ce_headers
 from shared.contracts import IngestJob, new_id
@@ -136,28 +138,61 @@ async def scheduler(
             await asyncio.wait_for(stop.wait(), tick_s)
 
 
+def redelivery_backoff(
+    outages: int,
+    *,
+    base_s: float = 1.0,
+    cap_s: float = 30.0,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Wait before a job left by a store outage runs again: equal jitter, exponential, capped."""
+    ceiling = min(cap_s, base_s * 2.0 ** (outages - 1))
+    return ceiling / 2 + rand() * ceiling / 2
+
+
 async def job_consumer(
     settings: IngestorSettings,
     resources: Resources,
     metrics: IngestorMetrics,
     stop: asyncio.Event,
 ) -> None:
-    """On-demand jobs from ``ingest.requests``; replies go to the job's ``reply_to`` topic."""
+    """On-demand jobs from ``ingest.requests``; replies go to the job's ``reply_to`` topic.
+
+    A job is committed once its records and its reply are on the broker. A store outage that
+    outlasts a store call's retries leaves the job uncommitted: the consumer rewinds to it and
+    runs it again after a backoff (windows checkpointed before the outage are skipped as
+    fresh; records published twice are idempotent downstream). It is never answered ``failed``.
+    """
     consumer = make_consumer(settings.kafka, settings.requests_topic, group_id=settings.group_id)
     producer: AIOKafkaProducer[bytes, bytes] = make_producer(settings.kafka)
     await consumer.start()
     await producer.start()
+    outages = 0  # store outages in a row that left a job for redelivery
     try:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=1000, max_records=10)
+            left: str | None = None  # the job left uncommitted, if the store went away
             for tp, records in batches.items():
                 for record in records:
+                    if left is not None:
+                        # Fetched but not run: rewind so the next fetch returns it again.
+                        consumer.seek(tp, record.offset)
+                        break
                     try:
                         job = IngestJob.model_validate_json(record.value or b"")
                     except ValueError as err:
                         log.error("unreadable ingest job at offset %d: %s", record.offset, err)
                         continue
-                    reply = await run_job(settings, resources, job, observers=[metrics.observe])
+                    try:
+                        reply = await run_job(settings, resources, job, observers=[metrics.observe])
+                    except StoreUnavailable as err:
+                        # Not the job's fault: leave it uncommitted and read it again, as a
+                        # redelivery (a replica that takes the partition over does the same).
+                        consumer.seek(tp, record.offset)
+                        left = job.job_id
+                        log.warning("job %s left uncommitted: %s", job.job_id, err)
+                        break
+                    outages = 0
                     log.info("job %s %s: %s records", job.job_id, reply.status, reply.records)
                     metrics.records.labels(job.provider.value).inc(reply.records)
                     if job.reply_to:
@@ -169,6 +204,17 @@ async def job_consumer(
                         )
                     # Commit after the records and the reply are on the broker.
                     await consumer.commit({tp: record.offset + 1})
+            if left is not None:
+                outages += 1
+                delay = redelivery_backoff(outages)
+                log.warning(
+                    "store unavailable (outage %d in a row): job %s runs again in %.1fs",
+                    outages,
+                    left,
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
     finally:
         await consumer.stop()
         await producer.stop()

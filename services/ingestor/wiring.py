@@ -16,6 +16,7 @@ from services.ingestor.http import (
     BearerToken,
     ClientCredentials,
     Observer,
+    RetryPolicy,
 )
 from services.ingestor.providers.eventbrite import EventbriteEvents, EventbriteOrganizations
 from services.ingestor.providers.meetup import MeetupEvents
@@ -49,15 +50,26 @@ STREAM_CLASSES: dict[Provider, list[type[Stream]]] = {
     Provider.MEETUP: [MeetupEvents],
 }
 
-# The seed's defaults: four segments per provider, 90-day horizon, daily.
+# Top-level categories that partition each provider's listings: together they list every
+# event, and no event twice. Ticketmaster: its segments (every event has exactly one; comedy
+# sits under "Arts & Theatre", family and community under "Miscellaneous"). SeatGeek: its
+# root taxonomies ("comedy" is a child of "theater", so querying both listed comedy twice).
+TICKETMASTER_SEGMENTS: dict[str, str] = {
+    "music": "Music",
+    "sports": "Sports",
+    "arts": "Arts & Theatre",
+    "miscellaneous": "Miscellaneous",
+}
+SEATGEEK_TAXONOMIES = ("concert", "sports", "theater", "family")
+
 DEFAULT_QUERIES: list[SyncQuery] = [
     *(
-        SyncQuery(Provider.TICKETMASTER, "events", name, {"classificationName": name})
-        for name in ("music", "sports", "arts", "family")
+        SyncQuery(Provider.TICKETMASTER, "events", name, {"classificationName": segment})
+        for name, segment in TICKETMASTER_SEGMENTS.items()
     ),
     *(
         SyncQuery(Provider.SEATGEEK, "events", name, {"taxonomies.name": name})
-        for name in ("concert", "sports", "theater", "comedy")
+        for name in SEATGEEK_TAXONOMIES
     ),
 ]
 
@@ -67,7 +79,7 @@ ALL_ORGANIZATIONS = "*"
 
 
 def configured_queries(settings: IngestorSettings) -> list[SyncQuery]:
-    """The seed's defaults plus one query per configured Eventbrite org and Meetup group."""
+    """The default queries plus one per configured Eventbrite org and Meetup group."""
     queries = list(DEFAULT_QUERIES)
     queries += [
         SyncQuery(Provider.EVENTBRITE, "events", f"org-{org}", {"organization": org})
@@ -208,6 +220,7 @@ def make_client(
         auth_for(settings, provider),
         budget,
         timeout_s=ps.timeout_s,
+        retry=RetryPolicy(throttle_give_up_s=settings.throttle_give_up_s),
         observe=observe,
         transport=transport,
     )

@@ -93,12 +93,20 @@ async def test_gives_up_after_max_attempts_with_a_clear_error() -> None:
 
 
 async def test_retry_after_is_honoured() -> None:
-    budget = Budget(rate_per_s=0)
+    waited: list[float] = []
+    now = [100.0]
+
+    async def sleep(seconds: float) -> None:
+        waited.append(seconds)
+        now[0] += seconds
+
+    budget = Budget(rate_per_s=0, sleep=sleep, clock=lambda: now[0])
     transport, _ = scripted(j(429, {}, {"Retry-After": "7"}), j(200, {}))
     async with client(Provider.SPOTIFY, transport, budget=budget) as api:
         await api.get("artists/x")
     # The wait is taken as a pause of the budget, so every caller sharing it slows down.
     assert budget._next_slot > 0
+    assert waited == [7.0]
 
 
 async def test_long_rate_limit_wait_stops_the_job() -> None:
