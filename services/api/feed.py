@@ -11,7 +11,10 @@ Order at start, so that nothing is missed:
 4. re-read the sources of every change announced in the last ``replay_margin_s`` before the
    scan began (the normalizer announces a change *before* it writes the records);
 5. mark ready and go on consuming: each change is applied at once from the message, and its
-   sources are re-read by ``_id`` now and again ``settle_s`` later.
+   sources are re-read by ``_id``. Where the message names the version of each source it was
+   built from (header ``ce_sourceversions``), a source is re-read until the read model holds
+   that version (after 0.5 s, backing off to 30 s, for up to 10 minutes); otherwise now,
+   ``settle_s`` later and ten times that later.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import gc
 import heapq
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
+import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
@@ -39,6 +43,14 @@ log = logging.getLogger(__name__)
 
 IMPORTS = "imports"
 REREAD_BATCH = 500
+# The normalizer's header on events.canonical: {"source:external_id": version} of the members.
+SOURCE_VERSIONS = "ce_sourceversions"
+# A source announced at a version is re-read until held: the normalizer announces before it
+# writes, so the first look waits a little; then the wait doubles up to a cap, and a record that
+# never shows (its writer died for good) is given up on after a while.
+WANT_FIRST_S = 0.5
+WANT_MAX_DELAY_S = 30.0
+WANT_GIVE_UP_S = 600.0
 
 
 def reader(kafka: KafkaSettings) -> AIOKafkaConsumer[bytes, bytes]:
@@ -93,6 +105,9 @@ class Feed:
         self.imports_refresh_s = imports_refresh_s
         self.on_change = on_change or (lambda _n: None)
         self._due: list[tuple[float, int, tuple[str, ...]]] = []  # (when, seq, keys) re-reads
+        # Sources announced at a version (and under an event) the read model does not hold yet:
+        # key -> (version, canonical id, give up at (monotonic), re-reads so far).
+        self._wanted: dict[str, tuple[int, str, float, int]] = {}
         self._seq = 0
         self._wake = asyncio.Event()
         self.lag = 0
@@ -167,6 +182,8 @@ class Feed:
                     change = self._apply_change(record)
                     if change is not None and change.changed_at.timestamp() >= recent_since:
                         recent.update(_source_keys(change))
+                        for key, version in source_versions(record.headers).items():
+                            self._want(key, version, change.canonical_id)
                 if records and records[-1].offset + 1 >= ends[tp]:
                     pending.discard(tp)
             for tp in list(pending):
@@ -231,11 +248,17 @@ class Feed:
                         if change is None:
                             continue
                         applied += 1
+                        versions = source_versions(record.headers)
+                        for key, version in versions.items():
+                            self._want(key, version, change.canonical_id)
+                        self._schedule([k for k in versions if k in self._wanted], WANT_FIRST_S)
                         keys = _source_keys(change) | self._current_sources(change.canonical_id)
-                        # Now, after the settle time, and once more much later: a batch
-                        # under load may take a while to write its per-source records.
-                        for delay in (0.0, self.settle_s, self.settle_s * 10):
-                            self._schedule(keys, delay)
+                        keys -= set(versions)
+                        # Versions unknown (a source that left, an older normalizer): now,
+                        # after the settle time, and once more much later: a batch under load
+                        # may take a while to write its per-source records.
+                        for after in (0.0, self.settle_s, self.settle_s * 10):
+                            self._schedule(keys, after)
                 if applied:
                     self.on_change(applied)
                     self._compact()
@@ -261,6 +284,52 @@ class Feed:
         table = self.model.externals
         return set(table.keys_of(table.group_slots(canonical_id)))
 
+    def _want(self, key: str, version: int, group: str) -> None:
+        if self._held(key, version, group):
+            return
+        known = self._wanted.get(key)
+        if known is not None and known[0] > version:
+            return
+        self._wanted[key] = (version, group, time.monotonic() + WANT_GIVE_UP_S, 0)
+
+    def _held(self, key: str, version: int, group: str) -> bool:
+        """Held at a newer version, or at this one under this event. A merge moves a member
+        to the surviving event without a new version: the same version under another event is
+        not held yet (the re-read takes the move, see ``ReadModel.apply_external``)."""
+        held = self.model.external_version(key)
+        if held is None or held < version:
+            return False
+        return held > version or self.model.external_group(key) == group
+
+    def _holds(self, key: str) -> bool:
+        """Whether a wanted source is held as announced (and so not wanted now)."""
+        wanted = self._wanted.get(key)
+        if wanted is None:
+            return False
+        if self._held(key, wanted[0], wanted[1]):
+            del self._wanted[key]
+            return True
+        return False
+
+    def _retry_wanted(self, keys: Iterable[str]) -> None:
+        """Sources just re-read that are still older than announced: look again later."""
+        now = time.monotonic()
+        later: dict[float, list[str]] = {}
+        for key in keys:
+            wanted = self._wanted.get(key)
+            if wanted is None or self._holds(key):
+                continue
+            version, group, give_up, tries = wanted
+            if now >= give_up:
+                del self._wanted[key]
+                log.warning("%s never reached version %d in the store; gave up", key, version)
+                continue
+            self._wanted[key] = (version, group, give_up, tries + 1)
+            delay = min(WANT_FIRST_S * 2 ** (tries + 1), WANT_MAX_DELAY_S)
+            later.setdefault(delay, []).append(key)
+        for delay, due in later.items():
+            self._schedule(due, delay)
+
     def _schedule(self, keys: Iterable[str], after_s: float) -> None:
         keys = tuple(sorted(keys))
         for i in range(0, len(keys), REREAD_BATCH):
@@ -284,8 +353,12 @@ class Feed:
         while not stop.is_set():
             now = time.monotonic()
             keys: set[str] = set()
+            popped = False
             while self._due and self._due[0][0] <= now and len(keys) < REREAD_BATCH:
                 keys.update(heapq.heappop(self._due)[2])
+                popped = True
+            # A source already held at its announced version needs no read.
+            keys = {k for k in keys if not self._holds(k)}
             if keys:
                 try:
                     await self.reread(keys)
@@ -293,6 +366,10 @@ class Feed:
                     log.warning("re-reading %d records failed, retrying: %s", len(keys), err)
                     self._schedule(keys, 2.0)
                     await asyncio.sleep(1)
+                    continue
+                self._retry_wanted(keys)
+                continue
+            if popped:
                 continue
             self._wake.clear()
             wait = self._due[0][0] - now if self._due else 5.0
@@ -333,6 +410,26 @@ class Feed:
                 active=True,
             )
         )
+
+
+def source_versions(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, int]:
+    """The ``ce_sourceversions`` header: {source key: version}; empty if absent or unreadable."""
+    for name, value in headers or ():
+        if name != SOURCE_VERSIONS:
+            continue
+        try:
+            found = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            log.warning("unreadable %s header: %r", SOURCE_VERSIONS, value[:200])
+            return {}
+        if not isinstance(found, dict):
+            return {}
+        return {
+            str(k): v
+            for k, v in found.items()
+            if isinstance(v, int) and not isinstance(v, bool) and v >= 1
+        }
+    return {}
 
 
 def _source_keys(change: CanonicalChange) -> set[str]:

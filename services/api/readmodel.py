@@ -177,11 +177,25 @@ class ReadModel:
 
     def apply_external(self, doc: Document) -> bool:
         row = external_row(doc)
-        if not self.externals.upsert(row):
+        if not self.externals.upsert(row, force=self._moved(row)):
             return False
         self._reflag(row.key, row.group)
         self.generation += 1
         return True
+
+    def _moved(self, row: Row) -> bool:
+        """A merge re-points a member at the surviving event without a new version: take the
+        same version when it names another event that is live here. A stale read naming the
+        merged-away event does not qualify (that one is listed no more), so nothing reverts."""
+        slot = self.externals.slot(row.key)
+        if slot is None or row.group is None:
+            return False
+        if int(self.externals.cols["version"][slot]) != row.version:
+            return False
+        if self.external_group(row.key) == row.group:
+            return False
+        target = self.canonicals.slot(row.group)
+        return target is not None and bool(self.canonicals.cols["listed"][target])
 
     def apply_canonical(self, event: Mapping[str, Any]) -> bool:
         row = canonical_row(event)
@@ -245,6 +259,11 @@ class ReadModel:
     def external(self, key: str) -> bytes | None:
         slot = self.externals.slot(key)
         return None if slot is None else self.external_body(slot)
+
+    def external_version(self, key: str) -> int | None:
+        """The version of a per-source record as held here (None: not held)."""
+        slot = self.externals.slot(key)
+        return None if slot is None else int(self.externals.cols["version"][slot])
 
     def external_group(self, key: str) -> str | None:
         slot = self.externals.slot(key)

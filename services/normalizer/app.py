@@ -14,7 +14,15 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pymongo.errors import ConnectionFailure
 
-from services.normalizer.pipeline import CatalogueStore, Message, Normalizer, Outcome, Rejected
+from services.normalizer.pipeline import (
+    SOURCE_VERSIONS,
+    CatalogueStore,
+    Message,
+    Normalizer,
+    Outcome,
+    Rejected,
+    sources_header,
+)
 from shared.cloudevents import ce_headers
 from shared.contracts import CanonicalChange
 from shared.health import HealthServer
@@ -74,16 +82,25 @@ class Sinks:
     def __init__(self, producer: AIOKafkaProducer[bytes, bytes]) -> None:
         self.producer = producer
 
-    async def changes(self, changes: list[CanonicalChange]) -> None:
-        pending = [
-            await self.producer.send(
-                settings.changes_topic,
-                change.to_json_bytes(),
-                key=change.canonical_id.encode(),
-                headers=ce_headers(change, "/normalizer"),
+    async def changes(
+        self,
+        changes: list[CanonicalChange],
+        sources: Mapping[tuple[str, int], Mapping[str, int]],
+    ) -> None:
+        pending = []
+        for change in changes:
+            versions = sources.get((change.canonical_id, change.version))
+            # Which per-source record versions the change was built from: a reader (the API)
+            # re-reads those records until it holds them, rather than guessing when to look.
+            extra = {SOURCE_VERSIONS: sources_header(versions)} if versions else None
+            pending.append(
+                await self.producer.send(
+                    settings.changes_topic,
+                    change.to_json_bytes(),
+                    key=change.canonical_id.encode(),
+                    headers=ce_headers(change, "/normalizer", extra=extra),
+                )
             )
-            for change in changes
-        ]
         await asyncio.gather(*pending)
 
     async def dead_letters(self, rejected: Sequence[Rejected], attempt: int = 1) -> None:

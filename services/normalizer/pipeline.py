@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 from pymongo import ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -44,6 +45,13 @@ CANDIDATE_FIELDS = (
 # How many merges a stale reference may be behind (each is one more read).
 MAX_MERGE_HOPS = 4
 ARTISTS = "artists"
+# Kafka header on events.canonical: {"source:external_id": version} of the change's members.
+SOURCE_VERSIONS = "ce_sourceversions"
+
+
+def sources_header(versions: Mapping[str, int]) -> str:
+    """The ``ce_sourceversions`` value: JSON, since external ids may hold any character."""
+    return orjson.dumps(dict(sorted(versions.items()))).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +84,17 @@ class Outcome:
     rejoined: int = 0  # canonical events updated because their performers' artists arrived
     artists: int = 0  # Spotify artists stored for performers
     changes: list[CanonicalChange] = field(default_factory=list)
+    # Per announced change, (canonical id, version): the version of each per-source record it
+    # was built from, sent as a header so that readers know which record versions to expect.
+    sources: dict[tuple[str, int], dict[str, int]] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
 
 
-def profile_doc(p: Profile) -> dict[str, Any]:
+def profile_doc(p: Profile, version: int | None = None) -> dict[str, Any]:
+    """A member as its canonical event stores it, with the version of its per-source record."""
     return {
         "key": p.key,
+        "version": version,
         "source": p.source,
         "title": sorted(p.title),
         "performers": sorted(p.performers),
@@ -221,7 +234,10 @@ class CatalogueStore:
             self.writes[collection] += len(known)
 
 
-Emit = Callable[[list[CanonicalChange]], Awaitable[None]]
+# The changes to announce, and per (canonical id, version) the member versions behind it.
+Emit = Callable[
+    [list[CanonicalChange], Mapping[tuple[str, int], Mapping[str, int]]], Awaitable[None]
+]
 
 
 class Normalizer:
@@ -448,7 +464,10 @@ class Normalizer:
         members = {k: ExternalEvent.model_validate(d) for k, d in others.items()} | changed
         members = await self._with_artists(members)
         canonical_docs = await self._merged_away(resolver, canon, outcome)
-        canonical_docs += self._rebuild(resolver, touched, canon, members, scores, outcome)
+        fresh = {k: e.version for k, e in changed.items()}
+        canonical_docs += self._rebuild(
+            resolver, touched, canon, members, scores, outcome, fresh=fresh
+        )
         # Where others find them: changed records and those a merge moved, under their event.
         new_blocks: dict[str, set[str]] = {}
         for key in [*changed, *relinks]:
@@ -458,7 +477,7 @@ class Normalizer:
                 if cid not in blocks.get(block, {}).get("ids", []):
                     new_blocks.setdefault(block, set()).add(cid)
         if outcome.changes:
-            await self.emit(outcome.changes)
+            await self.emit(outcome.changes, outcome.sources)
         externals = []
         for key, event in changed.items():
             doc = event.to_document()
@@ -486,8 +505,14 @@ class Normalizer:
         members: dict[str, ExternalEvent],
         scores: dict[str, float],
         outcome: Outcome,
+        *,
+        fresh: Mapping[str, int] | None = None,
     ) -> list[Document]:
-        """Each touched canonical event merged again from all its members."""
+        """Each touched canonical event merged again from all its members.
+
+        ``fresh`` holds the per-source records this batch rewrites (key: new version): an
+        event with such a member is announced even when its own fields stay the same.
+        """
         docs = []
         now = utc_now()
         for cid in sorted(touched):
@@ -504,7 +529,10 @@ class Normalizer:
             }
             merged = merge(cid, present, known | scores)
             _keep_import(merged, [canon.get(x) for x in (cid, *_losers(resolver, cid))])
-            rebuilt = self._rebuilt(merged, before, cluster.members.values(), now, outcome)
+            versions = {f"{m.source.value}:{m.external_id}": m.version for m in present}
+            rebuilt = self._rebuilt(
+                merged, before, cluster.members.values(), versions, fresh or {}, now, outcome
+            )
             if rebuilt is None:
                 continue
             docs.append(rebuilt)
@@ -531,7 +559,7 @@ class Normalizer:
         mark = len(outcome.changes)
         docs = self._rebuild(resolver, touched, canon, members, {}, outcome)
         if len(outcome.changes) > mark:
-            await self.emit(outcome.changes[mark:])
+            await self.emit(outcome.changes[mark:], outcome.sources)
         outcome.rejoined += len(outcome.changes) - mark
         await self.store.write([], docs, {}, existing=set(canon), fresh_blocks=set())
 
@@ -540,19 +568,31 @@ class Normalizer:
         merged: CanonicalEvent,
         before: Document | None,
         cluster: Iterable[Profile],
+        versions: Mapping[str, int],
+        fresh: Mapping[str, int],
         now: datetime,
         outcome: Outcome,
     ) -> Document | None:
-        """The document to store for a rebuilt event (None: unchanged), its change noted."""
+        """The document to store for a rebuilt event (None: unchanged), its change noted.
+
+        A member rewritten with new content is news even when the event's own fields stay the
+        same (a title edit of a source whose title does not lead): the event is announced as
+        ``updated`` with its version bumped, so readers of that member learn of it. The stored
+        members keep the version each was merged at; a replay after a crash between this
+        write and the member's own finds that version already there, and announces nothing.
+        """
         digest = content_hash(merged)
+        members = [profile_doc(p, versions.get(p.key)) for p in cluster]
         if before is not None and before.get("content_hash") == digest:
-            # Same catalogue entry: keep the stored one, but record new members.
-            members = [profile_doc(p) for p in cluster]
-            if len(before.get("members", [])) == len(members):
-                return None
-            merged.version = int(before.get("version", 1))
-            merged.created_at = before.get("created_at", now)
-            return {**merged.to_document(), "content_hash": digest, "members": members}
+            known = {m.get("key"): m.get("version") for m in before.get("members", [])}
+            moved = any(known.get(k) != v for k, v in fresh.items() if k in versions)
+            if not moved:
+                # Same catalogue entry: keep the stored one, but record new members.
+                if len(known) == len(members):
+                    return None
+                merged.version = int(before.get("version", 1))
+                merged.created_at = before.get("created_at", now)
+                return {**merged.to_document(), "content_hash": digest, "members": members}
         merged.version = int(before.get("version", 0)) + 1 if before else 1
         merged.created_at = before.get("created_at", now) if before else now
         merged.updated_at = now
@@ -564,9 +604,10 @@ class Normalizer:
         outcome.changes.append(
             CanonicalChange(op=op, canonical_id=merged.id, version=merged.version, event=merged)
         )
+        outcome.sources[(merged.id, merged.version)] = dict(versions)
         doc = merged.to_document()
         doc["content_hash"] = digest
-        doc["members"] = [profile_doc(p) for p in cluster]
+        doc["members"] = members
         return doc
 
     async def _merged_away(

@@ -150,6 +150,10 @@ FLOWS: dict[str, Flow] = {
         public=True,
         summary="The public change feed of the canonical catalogue: one message per stored "
         "change of a canonical event (created, updated, cancelled, merged).",
+        headers={
+            "ce_sourceversions": "JSON object {'{source}:{external_id}': version}: the version "
+            "of each per-source record the change was built from (absent on merged changes)",
+        },
     ),
     "import.requests": Flow(
         senders=(Party("api"),),

@@ -308,3 +308,20 @@ def test_dense_token_flags_give_the_same_answers(monkeypatch: pytest.MonkeyPatch
     table.compact()
     assert answers() == with_flags
     assert any(with_flags)
+
+
+def test_a_merge_moves_a_member_at_the_same_version_and_a_stale_read_does_not_undo_it() -> None:
+    model = loaded([external("seatgeek:1", "Giants", canonical="young")])
+    model.apply_canonical(canonical("young", 1))
+    model.apply_canonical(canonical("old", 1))
+    # The normalizer merged "young" into "old": the member keeps its version, changes event.
+    model.apply_canonical(canonical("young", 2, version=2, duplicate_of="old"))
+    assert model.apply_external(external("seatgeek:1", "Giants", canonical="old"))
+    assert model.external_group("seatgeek:1") == "old"
+    assert orjson.loads(model.external("seatgeek:1") or b"")["canonical_id"] == "old"
+    # A read taken before the move names the merged-away event: ignored.
+    assert not model.apply_external(external("seatgeek:1", "Giants", canonical="young"))
+    assert model.external_group("seatgeek:1") == "old"
+    # Same version, same event: nothing to do; unknown events are not moved to either.
+    assert not model.apply_external(external("seatgeek:1", "Giants", canonical="old"))
+    assert not model.apply_external(external("seatgeek:1", "Giants", canonical="nowhere"))
