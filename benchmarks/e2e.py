@@ -36,7 +36,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.system import REPLIES, Options, Pipeline, Tail, poll_until, say
+from benchmarks.system import REPLIES, Options, Pipeline, Tail, pct, poll_until, say
 from deploy.sandbox import World
 from shared.contracts import (
     BulkImportRequest,
@@ -50,11 +50,6 @@ from shared.contracts import (
 from shared.mongo import EVENTS, EXTERNAL_EVENTS
 
 DETAIL_PROVIDERS = ("ticketmaster", "seatgeek", "eventbrite")
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
 @dataclass

@@ -10,31 +10,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.system import (
+    Proc,
+    on_shared_stack,
+    pct,
+    say,
+    scratch_database,
+    scratch_topics,
+    service_env,
+)
 from shared.cloudevents import ce_headers
 from shared.contracts import ImportRequest, ImportResult, ImportStatus
 from shared.kafka import make_producer
-from shared.mongo import get_database, make_client
 from shared.settings import KafkaSettings, MongoSettings
 from tests.integration.test_importer_pipeline import catalogue, seed
-from tests.stack import ROOT, endpoints
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class Results:
@@ -58,11 +59,12 @@ class Results:
                     result = ImportResult.model_validate_json(record.value or b"")
                     self.seen.setdefault(result.request_id, (now, result))
 
-    async def wait(self, ids: set[str], seconds: float, worker: asyncio.subprocess.Process) -> None:
+    async def wait(self, ids: set[str], seconds: float, worker: Proc) -> None:
         deadline = time.monotonic() + seconds
         while not ids <= set(self.seen):
-            if worker.returncode is not None or time.monotonic() > deadline:
-                raise SystemExit(f"gave up: {len(ids - set(self.seen))} results missing")
+            if not worker.alive or time.monotonic() > deadline:
+                missing = len(ids - set(self.seen))
+                raise SystemExit(f"gave up: {missing} results missing; see {worker.log}")
             await asyncio.sleep(0.05)
 
 
@@ -73,7 +75,7 @@ async def phase(
     producer: AIOKafkaProducer[bytes, bytes],
     topic: str,
     results: Results,
-    worker: asyncio.subprocess.Process,
+    worker: Proc,
 ) -> None:
     sent: dict[str, float] = {}
     started = time.perf_counter()
@@ -107,62 +109,66 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> None:
     mongo_settings = MongoSettings(url=env["MONGO_URL"])
     unique = uuid.uuid4().hex[:8]
     names = {k: f"bench.imp.{k}.{unique}" for k in ("requests", "results", "notifications")}
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
-    await admin.create_topics([NewTopic(n, args.partitions, 1) for n in names.values()])
-    await admin.close()
     database = f"bench_imp_{unique}"
-    mongo = make_client(mongo_settings)
-    db = get_database(mongo, mongo_settings, database)
-    total = args.burst + args.paced + 1
-    cat = catalogue(total, prefix=unique[:4])
-    started = time.perf_counter()
-    await seed(db, cat)
-    print(f"seeded {len(cat.externals):,} per-source and {total:,} canonical events "
-          f"in {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
-    worker_env = {
-        **os.environ, **env, "MARQUEE_ENV": "test", "MONGO_DATABASE": database,
-        "IMPORTER_REQUESTS_TOPIC": names["requests"], "IMPORTER_RESULTS_TOPIC": names["results"],
-        "IMPORTER_NOTIFICATIONS_TOPIC": names["notifications"],
-        "IMPORTER_GROUP_ID": f"bench-importer-{unique}", "IMPORTER_UPDATES_ENABLED": "false",
-        "IMPORTER_HTTP_PORT": "0", "IMPORTER_BATCH_SIZE": str(args.batch),
-        "IMPORTER_LOG_LEVEL": "WARNING",
-    }  # fmt: skip
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.importer", cwd=ROOT, env=worker_env
-    )
-    producer = make_producer(kafka)
-    await producer.start()
-    results = Results(kafka, names["results"])
-    await results.consumer.start()
-    reader = asyncio.create_task(results.run())
-    try:
-        reqs = [
-            ImportRequest(canonical_id=c.id, requested_by=f"org-{i % 50}")
-            for i, c in enumerate(cat.canonicals)
-        ]
-        warm = reqs[0]  # the worker has joined its group and answered once: start the clock
-        await producer.send_and_wait(
-            names["requests"], warm.to_json_bytes(), key=warm.key().encode()
+    async with (
+        scratch_topics(kafka, list(names.values()), args.partitions),
+        scratch_database(mongo_settings, database) as db,
+    ):
+        total = args.burst + args.paced + 1
+        cat = catalogue(total, prefix=unique[:4])
+        started = time.perf_counter()
+        await seed(db, cat)
+        print(f"seeded {len(cat.externals):,} per-source and {total:,} canonical events "
+              f"in {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
+        log = Path(tempfile.mkdtemp(prefix="bench-importer-")) / "importer.log"
+        say(f"importer log: {log}")
+        worker = Proc(
+            "importer",
+            [sys.executable, "-m", "services.importer"],
+            log,
+            env=service_env(
+                env,
+                MONGO_DATABASE=database,
+                IMPORTER_REQUESTS_TOPIC=names["requests"],
+                IMPORTER_RESULTS_TOPIC=names["results"],
+                IMPORTER_NOTIFICATIONS_TOPIC=names["notifications"],
+                IMPORTER_GROUP_ID=f"bench-importer-{unique}",
+                IMPORTER_UPDATES_ENABLED="false",
+                IMPORTER_HTTP_PORT="0",
+                IMPORTER_BATCH_SIZE=str(args.batch),
+                IMPORTER_LOG_LEVEL="WARNING",
+            ),
         )
-        await results.wait({warm.request_id}, 120, worker)
-        print(f"{'phase':<28} {'sent':>6} {'imported':>8} {'imports/s':>10} "
-              f"{'p50 ms':>9} {'p95 ms':>9} {'max ms':>9}")  # fmt: skip
-        burst = reqs[1 : 1 + args.burst]
-        label = f"burst ({args.burst:,} at once)"
-        await phase(label, burst, None, producer, names["requests"], results, worker)
-        if args.paced:
-            paced = reqs[1 + args.burst :]
-            label = f"paced ({args.rate:g}/s)"
-            await phase(label, paced, args.rate, producer, names["requests"], results, worker)
-    finally:
-        reader.cancel()
-        await results.consumer.stop()
-        await producer.stop()
-        worker.terminate()
-        await worker.wait()
-        await mongo.drop_database(database)
-        await mongo.close()
+        worker.start()
+        producer = make_producer(kafka)
+        await producer.start()
+        results = Results(kafka, names["results"])
+        await results.consumer.start()
+        reader = asyncio.create_task(results.run())
+        try:
+            reqs = [
+                ImportRequest(canonical_id=c.id, requested_by=f"org-{i % 50}")
+                for i, c in enumerate(cat.canonicals)
+            ]
+            warm = reqs[0]  # the worker has joined its group and answered once: start the clock
+            await producer.send_and_wait(
+                names["requests"], warm.to_json_bytes(), key=warm.key().encode()
+            )
+            await results.wait({warm.request_id}, 120, worker)
+            print(f"{'phase':<28} {'sent':>6} {'imported':>8} {'imports/s':>10} "
+                  f"{'p50 ms':>9} {'p95 ms':>9} {'max ms':>9}")  # fmt: skip
+            burst = reqs[1 : 1 + args.burst]
+            label = f"burst ({args.burst:,} at once)"
+            await phase(label, burst, None, producer, names["requests"], results, worker)
+            if args.paced:
+                paced = reqs[1 + args.burst :]
+                label = f"paced ({args.rate:g}/s)"
+                await phase(label, paced, args.rate, producer, names["requests"], results, worker)
+        finally:
+            reader.cancel()
+            await results.consumer.stop()
+            await producer.stop()
+            await worker.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -173,9 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=500, help="IMPORTER_BATCH_SIZE")
     parser.add_argument("--partitions", type=int, default=6)
     args = parser.parse_args(argv)
-    with endpoints() as ends:
-        asyncio.run(run(args, ends.env()))
-    return 0
+    return on_shared_stack(run, args)
 
 
 if __name__ == "__main__":

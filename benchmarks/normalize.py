@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
 import sys
 import tempfile
 import time
@@ -14,17 +12,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.baseline import make_records, mongo_upserts
 from benchmarks.dedupe_eval import records as world_records
+from benchmarks.system import Proc, on_shared_stack, scratch_database, scratch_topics, service_env
+from deploy.local.stack import free_port
 from deploy.sandbox import World
 from shared.kafka import make_producer
-from shared.mongo import EVENTS, EXTERNAL_EVENTS, get_database, make_client
+from shared.mongo import EVENTS, EXTERNAL_EVENTS
 from shared.settings import KafkaSettings, MongoSettings
-from tests.stack import ROOT, endpoints
 
 
 async def run(args: argparse.Namespace, env: dict[str, str]) -> None:
@@ -32,9 +30,6 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> None:
     mongo_settings = MongoSettings(url=env["MONGO_URL"])
     unique = uuid.uuid4().hex[:8]
     names = {k: f"bench.{k}.{unique}" for k in ("input", "changes", "dlq")}
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
-    await admin.create_topics([NewTopic(n, args.partitions, 1) for n in names.values()])
     world = World(seed=42, events=args.events)
     raws = [raw for raw, _truth in world_records(world)][: args.records]
     payloads = [r.to_json_bytes() for r in raws]
@@ -47,57 +42,55 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> None:
     )
     database = f"bench_norm_{unique}"
     port = free_port()
-    worker_env = {
-        **os.environ,
-        **env,
-        "MARQUEE_ENV": "test",
-        "NORMALIZER_APP_ID": f"bench-normalizer-{unique}",
-        "NORMALIZER_INPUT_TOPIC": names["input"],
-        "NORMALIZER_CHANGES_TOPIC": names["changes"],
-        "NORMALIZER_DLQ_TOPIC": names["dlq"],
-        "NORMALIZER_DATA_DIR": tempfile.mkdtemp(prefix="bench-faust-"),
-        "NORMALIZER_HTTP_PORT": str(port),
-        "NORMALIZER_BATCH_SIZE": str(args.batch),
-        "MONGO_DATABASE": database,
-    }
+    work = Path(tempfile.mkdtemp(prefix="bench-normalizer-"))
+    worker = Proc(
+        "normalizer",
+        [sys.executable, "-m", "services.normalizer"],
+        work / "normalizer.log",
+        env=service_env(
+            env,
+            NORMALIZER_APP_ID=f"bench-normalizer-{unique}",
+            NORMALIZER_INPUT_TOPIC=names["input"],
+            NORMALIZER_CHANGES_TOPIC=names["changes"],
+            NORMALIZER_DLQ_TOPIC=names["dlq"],
+            NORMALIZER_DATA_DIR=str(work / "faust"),
+            NORMALIZER_HTTP_PORT=str(port),
+            NORMALIZER_BATCH_SIZE=str(args.batch),
+            MONGO_DATABASE=database,
+        ),
+    )
     producer = make_producer(kafka)
-    await producer.start()
-    client = make_client(mongo_settings)
-    db = get_database(client, mongo_settings, database)
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.normalizer", cwd=ROOT, env=worker_env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        # Warm up: one record through, so group join and start-up are not in the figure.
-        await producer.send_and_wait(names["input"], payloads[0], key=raws[0].key().encode())
-        for _ in range(240):
-            if await db[EXTERNAL_EVENTS].count_documents({}) >= 1:
-                break
-            await asyncio.sleep(0.5)
-        started = time.perf_counter()
-        for raw, value in zip(raws[1:], payloads[1:], strict=True):
-            await producer.send(names["input"], value, key=raw.key().encode())
-        await producer.flush()
-        published = time.perf_counter() - started
-        done = 0
-        while done < len(raws):
-            if worker.returncode is not None:
-                raise RuntimeError(f"worker exited {worker.returncode}")
-            # Counting scans the collection on FerretDB: poll gently, not to slow the worker.
-            await asyncio.sleep(2)
-            done = await db[EXTERNAL_EVENTS].count_documents({})
-        seconds = time.perf_counter() - started
-        canonical = await db[EVENTS].count_documents({})
-        writes = await store_writes(port)
-    finally:
-        worker.terminate()
-        await worker.wait()
-        await producer.stop()
-        await client.drop_database(database)
-        await client.close()
-        await admin.delete_topics(list(names.values()))
-        await admin.close()
+    async with (
+        scratch_topics(kafka, list(names.values()), args.partitions),
+        scratch_database(mongo_settings, database) as db,
+    ):
+        await producer.start()
+        worker.start()
+        try:
+            # Warm up: one record through, so group join and start-up are not in the figure.
+            await producer.send_and_wait(names["input"], payloads[0], key=raws[0].key().encode())
+            for _ in range(240):
+                if await db[EXTERNAL_EVENTS].count_documents({}) >= 1:
+                    break
+                await asyncio.sleep(0.5)
+            started = time.perf_counter()
+            for raw, value in zip(raws[1:], payloads[1:], strict=True):
+                await producer.send(names["input"], value, key=raw.key().encode())
+            await producer.flush()
+            published = time.perf_counter() - started
+            done = 0
+            while done < len(raws):
+                if not worker.alive:
+                    raise RuntimeError(f"worker exited; {worker.log}:\n{worker.tail()}")
+                # Counting scans the collection on FerretDB: poll gently, not to slow the worker.
+                await asyncio.sleep(2)
+                done = await db[EXTERNAL_EVENTS].count_documents({})
+            seconds = time.perf_counter() - started
+            canonical = await db[EVENTS].count_documents({})
+            writes = await store_writes(port)
+        finally:
+            await worker.stop()
+            await producer.stop()
     rate = (done - 1) / seconds
     new_docs = ceiling[0].rate
     batches = writes.pop("batches", 0.0)
@@ -116,12 +109,6 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> None:
         f"records/s ÷ ceiling: {rate / new_docs:.2f}; documents/s ÷ ceiling: "
         f"{written / seconds / new_docs:.2f} ({written / max(done, 1):.2f} documents per record)"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def store_writes(port: int) -> dict[str, float]:
@@ -146,9 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--partitions", type=int, default=6)
     args = parser.parse_args(argv)
-    with endpoints() as ends:
-        asyncio.run(run(args, ends.env()))
-    return 0
+    return on_shared_stack(run, args)
 
 
 if __name__ == "__main__":

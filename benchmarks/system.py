@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -10,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -33,6 +34,7 @@ from shared.contracts.topics import Topic
 from shared.kafka import ensure_topics, make_producer
 from shared.mongo import get_database, make_client
 from shared.settings import ApiSettings, KafkaSettings, MongoSettings
+from tests.stack import endpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -47,25 +49,75 @@ GROUPS = {
     "ingestor": ("marquee-ingestor", "ingest.requests"),
 }
 SERVICES = ("normalizer", "importer", "notifier", "api", "ingestor")
+# Settings a service reads from its environment: a benchmark's service gets only its own.
+SETTING_PREFIXES = (
+    "KAFKA_",
+    "MONGO_",
+    "S3_",
+    "NORMALIZER_",
+    "IMPORTER_",
+    "NOTIFIER_",
+    "API_",
+    "INGESTOR_",
+)
 
 
 def say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-@contextlib.contextmanager
-def stack_run_dir(run: Path) -> Iterator[None]:
-    """stack.py derives its data and log paths from module globals: point them at ``run``.
+def pct(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by nearest rank; 0 when there are no values."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
-    Its Kafka and FerretDB helpers (storage format, server.properties, argv) are reused as
-    they are, so a private broker is configured exactly like the shared one.
+
+def service_env(servers: Mapping[str, str], **settings: str) -> dict[str, str]:
+    """The environment of a service process talking to ``servers``, with ``settings``.
+
+    Settings exported for the shared stack (`./marquee env`) must not leak in: a benchmark's
+    figures must come from the settings it names, not from the shell it was started in.
     """
-    saved = (stack.RUN, stack.LOGS, stack.KAFKA_DIR)
-    stack.RUN, stack.LOGS, stack.KAFKA_DIR = run, run / "logs", run / "kafka"
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
+    return {**inherited, "MARQUEE_ENV": "test", **servers, **settings}
+
+
+def on_shared_stack(
+    run: Callable[[argparse.Namespace, dict[str, str]], Coroutine[Any, Any, None]],
+    args: argparse.Namespace,
+) -> int:
+    """Run a benchmark against the stack the tests use (started if it is not running)."""
+    with endpoints() as ends:
+        asyncio.run(run(args, ends.env()))
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def scratch_topics(
+    kafka: KafkaSettings, names: Sequence[str], partitions: int
+) -> AsyncIterator[None]:
+    """Topics of one benchmark run on a shared broker, deleted afterwards."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
     try:
-        yield
+        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+        try:
+            yield
+        finally:
+            await admin.delete_topics(list(names))
     finally:
-        stack.RUN, stack.LOGS, stack.KAFKA_DIR = saved
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(settings: MongoSettings, name: str) -> AsyncIterator[Any]:
+    """A database of one benchmark run on a shared server, dropped afterwards."""
+    client = make_client(settings, appname="marquee-bench")
+    try:
+        yield get_database(client, settings, name)
+    finally:
+        await client.drop_database(name)
+        await client.close()
 
 
 class Proc:
@@ -254,7 +306,11 @@ class Pipeline:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.run = options.workdir.resolve()
-        self.logs = self.run / "logs"
+        # stack.py's own layout under our work dir: its Kafka and FerretDB helpers (storage
+        # format, server.properties, argv) are reused, so a private broker is configured
+        # exactly like the shared one.
+        self.run_dir = stack.RunDir(self.run)
+        self.logs = self.run_dir.logs
         self.procs: dict[str, Proc] = {}
         self.ports: dict[str, int] = {}
         self.sandbox_url = ""
@@ -295,15 +351,15 @@ class Pipeline:
         say(f"pipeline up in {time.monotonic() - self.started_at:.0f}s (work dir {self.run})")
 
     async def _servers(self) -> None:
-        stack.build_kafka()  # no-ops when the jars and the binary are already built
-        stack.build_ferretdb()
+        # No-ops when the jars and the binary are already built (build logs go to our dir).
+        stack.build_kafka(self.run_dir)
+        stack.build_ferretdb(self.run_dir)
         kafka_ports = {"port": stack.free_port(), "controller": stack.free_port()}
-        (self.run / "ferretdb" / "data").mkdir(parents=True, exist_ok=True)
-        with stack_run_dir(self.run):
-            stack.kafka_prepare(kafka_ports)
-            kafka_argv = stack.kafka_command(kafka_ports)
-            fdb_port = {"port": stack.free_port()}
-            fdb_argv = stack.ferretdb_command(fdb_port)
+        self.run_dir.ferretdb_data.mkdir(parents=True, exist_ok=True)
+        stack.kafka_prepare(kafka_ports, self.run_dir)
+        kafka_argv = stack.kafka_command(kafka_ports, self.run_dir)
+        fdb_port = {"port": stack.free_port()}
+        fdb_argv = stack.ferretdb_command(fdb_port, self.run_dir)
         s3_port = {"port": stack.free_port()}
         self.ports.update(kafka=kafka_ports["port"], ferretdb=fdb_port["port"], s3=s3_port["port"])
         self.procs["kafka"] = Proc(
@@ -374,17 +430,12 @@ class Pipeline:
         await ensure_topics(self.kafka, [Topic(REPLIES, None, "job id")])
 
     def _base_env(self) -> dict[str, str]:
-        # Settings exported for the shared stack (`./marquee env`) must not leak in.
-        own = ("KAFKA_", "MONGO_", "S3_", "NORMALIZER_", "IMPORTER_", "NOTIFIER_", "API_")
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith((*own, "INGESTOR_"))}
-        return {
-            **inherited,
-            "MARQUEE_ENV": "test",
+        servers = {
             "KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{self.ports['kafka']}",
-            "KAFKA_TOPIC_PARTITIONS": str(self.options.partitions),
             "MONGO_URL": f"mongodb://{HOST}:{self.ports['ferretdb']}/",
             "S3_ENDPOINT_URL": f"http://{HOST}:{self.ports['s3']}",
         }
+        return service_env(servers, KAFKA_TOPIC_PARTITIONS=str(self.options.partitions))
 
     def _service_env(self) -> dict[str, str]:
         with httpx.Client(timeout=10) as client:

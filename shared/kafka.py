@@ -7,7 +7,13 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -126,3 +132,83 @@ async def committed_offsets(
     consumer: AIOKafkaConsumer[bytes, bytes], partitions: Sequence[TopicPartition]
 ) -> dict[TopicPartition, int | None]:
     return {tp: await consumer.committed(tp) for tp in partitions}
+
+
+class _EndsAtStart(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Where each assigned partition ended when the replay began: a record that fails again and
+    lands back in the dead-letter topic waits for the next replay instead of cycling forever."""
+
+    def __init__(self, consumer: AIOKafkaConsumer[bytes, bytes]) -> None:
+        self.consumer = consumer
+        self.ends: dict[TopicPartition, int] = {}
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        missing = [tp for tp in assigned if tp not in self.ends]
+        if missing:
+            self.ends.update(await self.consumer.end_offsets(missing))
+
+
+async def replay_dead_letters(
+    settings: KafkaSettings,
+    *,
+    dlq_topic: str,
+    target_topic: str,
+    group_id: str,
+    limit: int | None = None,
+    assign_timeout_s: float = 60.0,
+) -> int:
+    """Re-send ``dlq_topic``'s records (same key and value) to ``target_topic``; returns the count.
+
+    The ``dlq_*`` headers of the failure are dropped and ``dlq_replayed_from``
+    (``{partition}:{offset}`` in the DLQ) is added. Consumer group ``group_id`` remembers how
+    far replay got, so running it twice re-sends nothing twice; offsets are committed only after
+    the re-sent records are acknowledged. At most ``limit`` records are re-sent; only records
+    that were in the DLQ when the replay began are.
+    """
+    consumer = make_consumer(settings, group_id=group_id)
+    ends = _EndsAtStart(consumer)
+    consumer.subscribe([dlq_topic], listener=ends)
+    producer = make_producer(settings)
+    await consumer.start()
+    await producer.start()
+    sent = 0
+    deadline = asyncio.get_running_loop().time() + assign_timeout_s
+    try:
+        while limit is None or sent < limit:
+            batches = await consumer.getmany(timeout_ms=2000, max_records=500)
+            for tp, records in batches.items():
+                todo = [r for r in records if r.offset < ends.ends.get(tp, 0)]
+                if limit is not None:
+                    todo = todo[: limit - sent]
+                pending = []
+                for record in todo:
+                    headers = [(k, v) for k, v in record.headers if not k.startswith("dlq_")]
+                    headers.append(
+                        ("dlq_replayed_from", f"{tp.partition}:{record.offset}".encode())
+                    )
+                    pending.append(
+                        await producer.send(
+                            target_topic, record.value, key=record.key, headers=headers
+                        )
+                    )
+                await asyncio.gather(*pending)
+                if todo:
+                    await consumer.commit({tp: todo[-1].offset + 1})
+                sent += len(todo)
+            assigned = consumer.assignment()
+            # Positions are awaited one by one: all() over a generator cannot await.
+            if assigned and all(
+                [await consumer.position(tp) >= ends.ends.get(tp, 0) for tp in assigned]
+            ):
+                break
+            if not assigned and asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(
+                    f"no partition of {dlq_topic} was assigned in {assign_timeout_s:.0f}s"
+                )
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return sent

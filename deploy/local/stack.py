@@ -29,14 +29,41 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("MARQUEE_CACHE_DIR", ROOT / ".cache")).resolve()
-RUN = CACHE / "run"
-LOGS = RUN / "logs"
-STATE = RUN / "state.json"
 HOST = "127.0.0.1"
 
 KAFKA_VERSION = os.environ.get("MARQUEE_KAFKA_VERSION", "4.1.2")
 KAFKA_JARS = CACHE / "kafka" / f"jars-{KAFKA_VERSION}"
 FERRETDB_BIN = CACHE / "bin" / "marquee-ferretdb"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Where one stack keeps its data, logs, pid files and state.
+
+    Passed to every function that writes or reads there, so another program (the system
+    benchmark) can run a private stack beside the shared one with the same helpers.
+    """
+
+    root: Path
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def kafka(self) -> Path:
+        return self.root / "kafka"
+
+    @property
+    def ferretdb_data(self) -> Path:
+        return self.root / "ferretdb" / "data"
+
+
+DEFAULT_RUN = RunDir(CACHE / "run")
 
 
 class StackError(RuntimeError):
@@ -50,21 +77,21 @@ def say(msg: str) -> None:
 # --------------------------------------------------------------------------- state and ports
 
 
-def load_state() -> dict[str, dict[str, object]]:
-    if STATE.exists():
+def load_state(run: RunDir = DEFAULT_RUN) -> dict[str, dict[str, object]]:
+    if run.state.exists():
         try:
-            data: dict[str, dict[str, object]] = json.loads(STATE.read_text())
+            data: dict[str, dict[str, object]] = json.loads(run.state.read_text())
             return data
         except json.JSONDecodeError:
-            say(f"ignoring unreadable {STATE}")
+            say(f"ignoring unreadable {run.state}")
     return {}
 
 
-def save_state(state: dict[str, dict[str, object]]) -> None:
-    RUN.mkdir(parents=True, exist_ok=True)
-    tmp = STATE.with_suffix(".tmp")
+def save_state(state: dict[str, dict[str, object]], run: RunDir = DEFAULT_RUN) -> None:
+    run.root.mkdir(parents=True, exist_ok=True)
+    tmp = run.state.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-    tmp.replace(STATE)
+    tmp.replace(run.state)
 
 
 def port_free(port: int) -> bool:
@@ -137,9 +164,11 @@ def stamp_of(*paths: Path, extra: str = "") -> str:
     return digest.hexdigest()[:16]
 
 
-def run_build(cmd: list[str], *, cwd: Path, env: dict[str, str] | None, what: str) -> None:
-    log = LOGS / f"build-{what.split()[0]}.log"
-    LOGS.mkdir(parents=True, exist_ok=True)
+def run_build(
+    cmd: list[str], *, cwd: Path, env: dict[str, str] | None, what: str, run: RunDir
+) -> None:
+    log = run.logs / f"build-{what.split()[0]}.log"
+    run.logs.mkdir(parents=True, exist_ok=True)
     say(f"building {what} (log: {log}) ...")
     started = time.monotonic()
     with log.open("w") as out:
@@ -150,7 +179,7 @@ def run_build(cmd: list[str], *, cwd: Path, env: dict[str, str] | None, what: st
     say(f"built {what} in {time.monotonic() - started:.0f}s")
 
 
-def build_kafka() -> None:
+def build_kafka(run: RunDir = DEFAULT_RUN) -> None:
     pom = HERE / "kafka" / "pom.xml"
     stamp = KAFKA_JARS / ".stamp"
     want = stamp_of(pom, extra=KAFKA_VERSION)
@@ -174,6 +203,7 @@ def build_kafka() -> None:
         cwd=HERE / "kafka",
         env=None,
         what=f"kafka {KAFKA_VERSION} jars (Maven Central)",
+        run=run,
     )
     stamp.write_text(want)
 
@@ -182,7 +212,7 @@ FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 FERRETDB_VERSION = "v1.24.2"
 
 
-def build_ferretdb() -> None:
+def build_ferretdb(run: RunDir = DEFAULT_RUN) -> None:
     """Build FerretDB from its module source with our patches applied (see ferretdb/*.patch)."""
     src = HERE / "ferretdb"
     patches = sorted(src.glob("*.patch"))
@@ -206,8 +236,9 @@ def build_ferretdb() -> None:
         cwd=src,
         env=env,
         what=f"ferretdb-source {FERRETDB_VERSION} (Go module proxy)",
+        run=run,
     )
-    info = json.loads((LOGS / "build-ferretdb-source.log").read_text())
+    info = json.loads((run.logs / "build-ferretdb-source.log").read_text())
     # The module cache is read-only: copy it, then make the copy writable so it can be patched.
     shutil.copytree(info["Dir"], patched, copy_function=shutil.copyfile)
     for path in [patched, *patched.rglob("*")]:
@@ -218,6 +249,7 @@ def build_ferretdb() -> None:
             cwd=patched,
             env=None,
             what=f"ferretdb-patch {patch.name}",
+            run=run,
         )
     # Build against the patched copy through a private go.mod; the committed one stays clean.
     modfile = work / "go.mod"
@@ -228,12 +260,14 @@ def build_ferretdb() -> None:
         cwd=src,
         env=env,
         what="ferretdb-modfile (replace with the patched copy)",
+        run=run,
     )
     run_build(
         ["go", "build", f"-modfile={modfile}", "-trimpath", "-o", str(FERRETDB_BIN), "."],
         cwd=src,
         env=env,
         what=f"ferretdb {FERRETDB_VERSION} (Go, patched)",
+        run=run,
     )
     stamp.write_text(want)
 
@@ -245,25 +279,25 @@ def build_ferretdb() -> None:
 class Component:
     name: str
     ports: tuple[str, ...]  # labels, the first is the client port
-    build: Callable[[], None]
-    command: Callable[[dict[str, int]], list[str]]
+    build: Callable[[RunDir], None]
+    command: Callable[[dict[str, int], RunDir], list[str]]
     ready: Callable[[dict[str, int]], None]  # raises until ready
-    prepare: Callable[[dict[str, int]], None] = lambda ports: None
+    prepare: Callable[[dict[str, int], RunDir], None] = lambda ports, run: None
     start_timeout_s: float = 90.0
     # Extra environment for the process, from its ports and the stack's state (services).
-    env: Callable[[dict[str, int], dict[str, dict[str, object]]], dict[str, str]] | None = None
+    env: Callable[[dict[str, int], dict[str, dict[str, object]], RunDir], dict[str, str]] | None = (
+        None
+    )
 
-    @property
-    def pidfile(self) -> Path:
-        return RUN / f"{self.name}.pid"
+    def pidfile(self, run: RunDir) -> Path:
+        return run.root / f"{self.name}.pid"
 
-    @property
-    def logfile(self) -> Path:
-        return LOGS / f"{self.name}.log"
+    def logfile(self, run: RunDir) -> Path:
+        return run.logs / f"{self.name}.log"
 
-    def pid(self) -> int | None:
+    def pid(self, run: RunDir) -> int | None:
         try:
-            pid = int(self.pidfile.read_text().strip())
+            pid = int(self.pidfile(run).read_text().strip())
         except (OSError, ValueError):
             return None
         return pid
@@ -271,13 +305,11 @@ class Component:
 
 # Kafka ------------------------------------------------------------------------------------
 
-KAFKA_DIR = RUN / "kafka"
 
-
-def kafka_prepare(ports: dict[str, int]) -> None:
-    KAFKA_DIR.mkdir(parents=True, exist_ok=True)
-    data = KAFKA_DIR / "data"
-    props = KAFKA_DIR / "server.properties"
+def kafka_prepare(ports: dict[str, int], run: RunDir = DEFAULT_RUN) -> None:
+    run.kafka.mkdir(parents=True, exist_ok=True)
+    data = run.kafka / "data"
+    props = run.kafka / "server.properties"
     props.write_text(
         "\n".join(
             [
@@ -305,7 +337,7 @@ def kafka_prepare(ports: dict[str, int]) -> None:
             ]
         )
     )
-    log4j = KAFKA_DIR / "log4j2.yaml"
+    log4j = run.kafka / "log4j2.yaml"
     log4j.write_text((HERE / "kafka" / "log4j2.yaml").read_text())
     if not (data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -329,7 +361,7 @@ def kafka_prepare(ports: dict[str, int]) -> None:
             raise StackError(f"formatting Kafka storage failed:\n{proc.stdout}{proc.stderr}")
 
 
-def kafka_command(ports: dict[str, int]) -> list[str]:
+def kafka_command(ports: dict[str, int], run: RunDir = DEFAULT_RUN) -> list[str]:
     heap = os.environ.get("MARQUEE_KAFKA_HEAP", "512m")
     return [
         "java",
@@ -338,12 +370,12 @@ def kafka_command(ports: dict[str, int]) -> list[str]:
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.yaml'}",
-        f"-Dkafka.logs.dir={LOGS}",
+        f"-Dlog4j2.configurationFile={run.kafka / 'log4j2.yaml'}",
+        f"-Dkafka.logs.dir={run.logs}",
         "-cp",
         f"{KAFKA_JARS}/*",
         "kafka.Kafka",
-        str(KAFKA_DIR / "server.properties"),
+        str(run.kafka / "server.properties"),
     ]
 
 
@@ -388,13 +420,13 @@ def kafka_ready(ports: dict[str, int]) -> None:
 # FerretDB ---------------------------------------------------------------------------------
 
 
-def ferretdb_command(ports: dict[str, int]) -> list[str]:
+def ferretdb_command(ports: dict[str, int], run: RunDir = DEFAULT_RUN) -> list[str]:
     return [
         str(FERRETDB_BIN),
         "--listen-addr",
         f"{HOST}:{ports['port']}",
         "--sqlite-dir",
-        str(RUN / "ferretdb" / "data"),
+        str(run.ferretdb_data),
     ]
 
 
@@ -488,21 +520,23 @@ def sandbox_env(base: str) -> dict[str, str]:
 def service(
     name: str, argv: tuple[str, ...], port_var: str, **extra: str
 ) -> tuple[
-    Callable[[dict[str, int]], list[str]],
-    Callable[[dict[str, int], dict[str, dict[str, object]]], dict[str, str]],
+    Callable[[dict[str, int], RunDir], list[str]],
+    Callable[[dict[str, int], dict[str, dict[str, object]], RunDir], dict[str, str]],
     Callable[[dict[str, int]], None],
 ]:
     """Command, environment and readiness check of one Marquee service process."""
 
-    def command(ports: dict[str, int]) -> list[str]:
+    def command(ports: dict[str, int], run: RunDir) -> list[str]:
         return [sys.executable, "-m", *argv]
 
-    def env(ports: dict[str, int], state: dict[str, dict[str, object]]) -> dict[str, str]:
+    def env(
+        ports: dict[str, int], state: dict[str, dict[str, object]], run: RunDir
+    ) -> dict[str, str]:
         return {
             **endpoints(state, sandbox=False),
             "MARQUEE_ENV": os.environ.get("MARQUEE_ENV", "dev"),
             port_var: str(ports["port"]),
-            **{k: v.format(run=RUN) for k, v in extra.items()},
+            **{k: v.format(run=run.root) for k, v in extra.items()},
         }
 
     def ready(ports: dict[str, int]) -> None:
@@ -529,21 +563,21 @@ SERVICES = {
 }
 
 
-def services_check() -> None:
+def services_check(run: RunDir) -> None:
     import importlib.util
 
     if importlib.util.find_spec("services.normalizer") is None:
         raise StackError("the services package is not installed: run ./marquee setup first")
 
 
-def sandbox_check() -> None:
+def sandbox_check(run: RunDir) -> None:
     import importlib.util
 
     if importlib.util.find_spec("deploy.sandbox") is None:
         raise StackError("the deploy package is not installed: run ./marquee setup first")
 
 
-def no_build() -> None:
+def no_build(run: RunDir) -> None:
     try:
         import moto.server  # noqa: F401
     except ImportError as err:
@@ -561,8 +595,15 @@ COMPONENTS: dict[str, Component] = {
         start_timeout_s=120,
     ),
     "ferretdb": Component("ferretdb", ("port",), build_ferretdb, ferretdb_command, ferretdb_ready),
-    "s3": Component("s3", ("port",), no_build, moto_command, moto_ready),
-    "sandbox": Component("sandbox", ("port",), sandbox_check, sandbox_command, sandbox_ready),
+    # moto and the sandbox keep nothing on disk: their command does not need the run dir.
+    "s3": Component("s3", ("port",), no_build, lambda ports, run: moto_command(ports), moto_ready),
+    "sandbox": Component(
+        "sandbox",
+        ("port",),
+        sandbox_check,
+        lambda ports, run: sandbox_command(ports),
+        sandbox_ready,
+    ),
     **{
         name: Component(
             name,
@@ -584,8 +625,10 @@ CORE = ("kafka", "ferretdb", "s3")
 # --------------------------------------------------------------------------- commands
 
 
-def status_of(comp: Component, state: dict[str, dict[str, object]]) -> tuple[str, int | None]:
-    pid = comp.pid()
+def status_of(
+    comp: Component, state: dict[str, dict[str, object]], run: RunDir
+) -> tuple[str, int | None]:
+    pid = comp.pid(run)
     if pid is None:
         return "stopped", None
     if not pid_alive(pid):
@@ -595,23 +638,23 @@ def status_of(comp: Component, state: dict[str, dict[str, object]]) -> tuple[str
     return "running", pid
 
 
-def start(comp: Component, state: dict[str, dict[str, object]]) -> Callable[[], None]:
+def start(comp: Component, state: dict[str, dict[str, object]], run: RunDir) -> Callable[[], None]:
     """Start ``comp`` if needed; returns a function that waits until it is ready."""
     entry = state.get(comp.name, {})
-    status, pid = status_of(comp, state)
+    status, pid = status_of(comp, state, run)
     if status == "running":
         ports = {label: int(str(entry[label])) for label in comp.ports}
         say(f"{comp.name}: already running (pid {pid}, port {ports['port']})")
-        return lambda: wait_ready(comp, ports, pid)
+        return lambda: wait_ready(comp, ports, pid, run)
     if status != "stopped":
-        say(f"{comp.name}: removing {status} ({comp.pidfile})")
-        comp.pidfile.unlink(missing_ok=True)
-    comp.build()
+        say(f"{comp.name}: removing {status} ({comp.pidfile(run)})")
+        comp.pidfile(run).unlink(missing_ok=True)
+    comp.build(run)
     ports = {label: choose_port(comp.name, label, entry.get(label)) for label in comp.ports}
-    comp.prepare(ports)
-    LOGS.mkdir(parents=True, exist_ok=True)
-    argv = comp.command(ports)
-    with comp.logfile.open("ab") as out:
+    comp.prepare(ports, run)
+    run.logs.mkdir(parents=True, exist_ok=True)
+    argv = comp.command(ports, run)
+    with comp.logfile(run).open("ab") as out:
         out.write(f"\n==== start {time.strftime('%Y-%m-%dT%H:%M:%S%z')} ====\n".encode())
         out.flush()
         proc = subprocess.Popen(
@@ -619,23 +662,23 @@ def start(comp: Component, state: dict[str, dict[str, object]]) -> Callable[[], 
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            cwd=RUN,
+            cwd=run.root,
             start_new_session=True,  # survives the shell that ran `up`
-            env={**os.environ, **comp.env(ports, state)} if comp.env else None,
+            env={**os.environ, **comp.env(ports, state, run)} if comp.env else None,
         )
-    comp.pidfile.write_text(str(proc.pid))
+    comp.pidfile(run).write_text(str(proc.pid))
     state[comp.name] = {**ports, "pid": proc.pid, "argv": argv}
-    save_state(state)
+    save_state(state, run)
     say(f"{comp.name}: started pid {proc.pid} on {HOST}:{ports['port']}")
-    return lambda: wait_ready(comp, ports, proc.pid)
+    return lambda: wait_ready(comp, ports, proc.pid, run)
 
 
-def wait_ready(comp: Component, ports: dict[str, int], pid: int | None) -> None:
+def wait_ready(comp: Component, ports: dict[str, int], pid: int | None, run: RunDir) -> None:
     deadline = time.monotonic() + comp.start_timeout_s
     last = ""
     while time.monotonic() < deadline:
         if pid is not None and not pid_alive(pid):
-            tail = "".join(comp.logfile.read_text(errors="replace").splitlines(True)[-20:])
+            tail = "".join(comp.logfile(run).read_text(errors="replace").splitlines(True)[-20:])
             raise StackError(f"{comp.name} exited during start; last log lines:\n{tail}")
         try:
             comp.ready(ports)
@@ -645,18 +688,20 @@ def wait_ready(comp: Component, ports: dict[str, int], pid: int | None) -> None:
             continue
         return
     raise StackError(
-        f"{comp.name} not ready after {comp.start_timeout_s:.0f}s ({last}); see {comp.logfile}"
+        f"{comp.name} not ready after {comp.start_timeout_s:.0f}s ({last}); see {comp.logfile(run)}"
     )
 
 
-def stop(comp: Component, state: dict[str, dict[str, object]], timeout_s: float = 20) -> None:
-    status, pid = status_of(comp, state)
+def stop(
+    comp: Component, state: dict[str, dict[str, object]], run: RunDir, timeout_s: float = 20
+) -> None:
+    status, pid = status_of(comp, state, run)
     if status == "stopped":
         say(f"{comp.name}: not running")
         return
     if status != "running" or pid is None:
         say(f"{comp.name}: {status}; nothing of ours to stop")
-        comp.pidfile.unlink(missing_ok=True)
+        comp.pidfile(run).unlink(missing_ok=True)
         return
     os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
@@ -665,7 +710,7 @@ def stop(comp: Component, state: dict[str, dict[str, object]], timeout_s: float 
     if pid_alive(pid):
         say(f"{comp.name}: did not stop in {timeout_s:.0f}s, killing")
         os.killpg(pid, signal.SIGKILL)
-    comp.pidfile.unlink(missing_ok=True)
+    comp.pidfile(run).unlink(missing_ok=True)
     say(f"{comp.name}: stopped (pid {pid})")
 
 
@@ -687,31 +732,31 @@ def select(names: list[str]) -> list[Component]:
     return [COMPONENTS[n] for n in (names or list(COMPONENTS))]
 
 
-def cmd_up(names: list[str]) -> int:
-    state = load_state()
-    waiters = [start(comp, state) for comp in select(names)]
+def cmd_up(names: list[str], run: RunDir = DEFAULT_RUN) -> int:
+    state = load_state(run)
+    waiters = [start(comp, state, run) for comp in select(names)]
     for wait in waiters:
         wait()
     say("ready")
-    return cmd_status(names)
+    return cmd_status(names, run)
 
 
-def cmd_down(names: list[str], purge: bool) -> int:
-    state = load_state()
+def cmd_down(names: list[str], purge: bool, run: RunDir = DEFAULT_RUN) -> int:
+    state = load_state(run)
     for comp in reversed(select(names)):
-        stop(comp, state)
+        stop(comp, state, run)
     if purge and not names:
-        shutil.rmtree(RUN, ignore_errors=True)
-        say(f"removed data and logs in {RUN}")
+        shutil.rmtree(run.root, ignore_errors=True)
+        say(f"removed data and logs in {run.root}")
     return 0
 
 
-def cmd_status(names: list[str]) -> int:
-    state = load_state()
+def cmd_status(names: list[str], run: RunDir = DEFAULT_RUN) -> int:
+    state = load_state(run)
     all_running = True
     print(f"{'component':<10} {'state':<30} {'pid':>8}  endpoint")
     for comp in select(names):
-        status, pid = status_of(comp, state)
+        status, pid = status_of(comp, state, run)
         entry = state.get(comp.name, {})
         endpoint = f"{HOST}:{entry['port']}" if "port" in entry else "-"
         if status == "running":
@@ -726,9 +771,9 @@ def cmd_status(names: list[str]) -> int:
     return 0 if all_running else 3
 
 
-def cmd_env() -> int:
-    state = load_state()
-    running = {c.name for c in COMPONENTS.values() if status_of(c, state)[0] == "running"}
+def cmd_env(run: RunDir = DEFAULT_RUN) -> int:
+    state = load_state(run)
+    running = {c.name for c in COMPONENTS.values() if status_of(c, state, run)[0] == "running"}
     missing = [name for name in CORE if name not in running]
     if missing:
         say(f"not running: {', '.join(missing)} (start with: deploy/local/stack.py up)")
@@ -738,8 +783,8 @@ def cmd_env() -> int:
     return 0
 
 
-def cmd_logs(names: list[str], lines: int, follow: bool) -> int:
-    files = [str(c.logfile) for c in select(names) if c.logfile.exists()]
+def cmd_logs(names: list[str], lines: int, follow: bool, run: RunDir = DEFAULT_RUN) -> int:
+    files = [str(c.logfile(run)) for c in select(names) if c.logfile(run).exists()]
     if not files:
         say("no logs yet")
         return 1

@@ -10,11 +10,14 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo.asynchronous.database import AsyncDatabase
@@ -38,6 +41,7 @@ from shared.mongo import (
     make_client,
 )
 from shared.settings import KafkaSettings, MongoSettings
+from tests.integration.test_api import api_env, api_topics, free_port, poll, start_api
 from tests.kafka_read import read_topic
 from tests.stack import ROOT
 
@@ -159,6 +163,39 @@ async def publish(kafka: KafkaSettings, topic: str, records: Sequence[RawRecord 
         await producer.stop()
 
 
+def artist_record(spotify_id: str, name: str, genres: list[str], popularity: int) -> RawRecord:
+    """A Spotify artist as the ingestor publishes it."""
+    return RawRecord(
+        provider=Provider.SPOTIFY,
+        entity=Entity.PERFORMER,
+        external_id=spotify_id,
+        payload={
+            "id": spotify_id,
+            "name": name,
+            "genres": genres,
+            "popularity": popularity,
+            "type": "artist",
+        },
+    )
+
+
+async def publish_artist(
+    kafka: KafkaSettings, topic: str, artist: RawRecord, match: dict[str, bytes]
+) -> None:
+    """``artist`` with the ingestor's ``ce_match*`` headers (the performer it was matched to)."""
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic,
+            artist.to_json_bytes(),
+            key=artist.key().encode(),
+            headers=[(f"ce_match{name}", value) for name, value in match.items()],
+        )
+    finally:
+        await producer.stop()
+
+
 async def read_all(kafka: KafkaSettings, topic: str) -> list[Any]:
     return await read_topic(kafka, topic, 2)
 
@@ -195,27 +232,14 @@ async def test_raw_records_become_one_catalogue(
         if r.provider is Provider.TICKETMASTER and r.payload.get("_embedded", {}).get("attractions")
     )  # fmt: skip
     attraction = tm.payload["_embedded"]["attractions"][0]
-    artist = RawRecord(
-        provider=Provider.SPOTIFY,
-        entity=Entity.PERFORMER,
-        external_id="0C0XlULifJtAgn6ZNCW2eu",
-        payload={"id": "0C0XlULifJtAgn6ZNCW2eu", "name": attraction["name"], "genres": ["indie"],
-                 "popularity": 77, "type": "artist"},
-    )  # fmt: skip
-    producer = make_producer(kafka_settings)
-    await producer.start()
-    await producer.send_and_wait(
+    artist = artist_record("0C0XlULifJtAgn6ZNCW2eu", attraction["name"], ["indie"], 77)
+    match = {"provider": b"ticketmaster", "id": str(attraction["id"]).encode()}
+    await publish_artist(
+        kafka_settings,
         topics["input"],
-        artist.to_json_bytes(),
-        key=artist.key().encode(),
-        headers=[
-            ("ce_matchprovider", b"ticketmaster"),
-            ("ce_matchid", str(attraction["id"]).encode()),
-            ("ce_matchmethod", b"search"),
-            ("ce_matchconfidence", b"0.910"),
-        ],
+        artist,
+        {**match, "method": b"search", "confidence": b"0.910"},
     )
-    await producer.stop()
     await asyncio.sleep(3)  # the artist is stored before the events that name the performer
     poison = b'{"provider": "ticketmaster", "external_id": ""}'
     await publish(kafka_settings, topics["input"], [*records[:50], poison, *records[50:]])
@@ -398,28 +422,14 @@ async def test_catalogue_follows_merges_splits_and_late_artists(
 
         # The performer's Spotify artist arrives after its event: the event is merged again.
         attraction = tm.payload["_embedded"]["attractions"][0]
-        artist = RawRecord(
-            provider=Provider.SPOTIFY,
-            entity=Entity.PERFORMER,
-            external_id="1dfeR4HaWDbWqFHLkxsg1d",
-            payload={"id": "1dfeR4HaWDbWqFHLkxsg1d", "name": attraction["name"],
-                     "genres": ["rock"], "popularity": 64, "type": "artist"},
-        )  # fmt: skip
-        producer = make_producer(kafka_settings)
-        await producer.start()
-        await producer.send_and_wait(
+        artist = artist_record("1dfeR4HaWDbWqFHLkxsg1d", attraction["name"], ["rock"], 64)
+        match = {"provider": b"ticketmaster", "id": str(attraction["id"]).encode()}
+        await publish_artist(
+            kafka_settings,
             topics["input"],
-            artist.to_json_bytes(),
-            key=artist.key().encode(),
-            headers=[
-                ("ce_matchprovider", b"ticketmaster"),
-                ("ce_matchid", str(attraction["id"]).encode()),
-                ("ce_matchmethod", b"link"),
-                ("ce_matchconfidence", b"1.000"),
-                ("ce_matchevents", tm.key().encode()),
-            ],
+            artist,
+            {**match, "method": b"link", "confidence": b"1.000", "events": tm.key().encode()},
         )
-        await producer.stop()
         changes = await changes_until(
             kafka_settings,
             topics["changes"],
@@ -550,4 +560,122 @@ async def test_store_stopped_for_20s_loses_nothing(
         store.send_signal(signal.SIGCONT)
         store.terminate()
         await store.wait()
+        await client.close()
+
+
+def api_headers(env: dict[str, str]) -> dict[str, str]:
+    from services.api.auth import mint
+
+    return {"Authorization": f"Bearer {mint('reader', 'user', secret=env['API_JWT_SECRET'])}"}
+
+
+async def test_member_change_that_keeps_the_event_is_announced_and_served(
+    worker: Worker,
+    topics: dict[str, str],
+    stack: Any,
+    kafka_settings: KafkaSettings,
+    mongo_settings: MongoSettings,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    """A SeatGeek title edit under Ticketmaster's title: announced, and the API serves it."""
+    records, truth = sandbox_records()
+    by_key = {r.key(): r for r in records}
+    # A few Ticketmaster/SeatGeek pairs of one performance each; the test uses one that merged.
+    pairs = [
+        (r, by_key[k])
+        for r in records
+        if r.provider is Provider.TICKETMASTER
+        for k, t in truth.items()
+        if k.startswith("seatgeek:") and t == truth[r.key()]
+    ][:5]
+    assert pairs
+    api_names = {**api_topics(unique), "canonical": topics["changes"]}
+    env = api_env(stack, api_names, f"norm_{unique}", free_port(), tmp_path)
+    client = make_client(mongo_settings)
+    db = get_database(client, mongo_settings, f"norm_{unique}")
+    pair = {Provider.TICKETMASTER, Provider.SEATGEEK}
+
+    def both(change: CanonicalChange) -> bool:
+        return {s.source for s in change.event.sources} == pair
+
+    try:
+        await publish(kafka_settings, topics["input"], [r for p in pairs for r in p])
+        await wait_for(db, 2 * len(pairs), worker)
+        linked = {d["_id"]: d["canonical_id"] for d in await db[EXTERNAL_EVENTS].find({}).to_list()}
+        tm, sg = next(p for p in pairs if linked[p[0].key()] == linked[p[1].key()])
+        cid = linked[tm.key()]
+        changes = await changes_until(
+            kafka_settings,
+            topics["changes"],
+            lambda c: any(x.canonical_id == cid and both(x) for x in c),
+        )
+        joint = [c for c in changes if c.canonical_id == cid][-1]
+        stored = await db[EVENTS].find_one({"_id": cid})
+        assert stored is not None
+        assert stored["version"] == joint.version
+        assert joint.event.title == tm.payload["name"]  # Ticketmaster's title leads
+
+        async with (
+            start_api(env, tmp_path / "api.log") as url,
+            httpx.AsyncClient(base_url=url, headers=api_headers(env), timeout=30) as http,
+        ):
+            path = f"/external-events/seatgeek/{sg.external_id}"
+            first = (await http.get(path)).json()
+            assert first["version"] == 1
+            assert first["title"] == sg.payload["title"]
+
+            # SeatGeek renames its listing; Ticketmaster's title still leads the event.
+            renamed = copy.deepcopy(sg.payload)
+            renamed["title"] = f"{sg.payload['title']} Encore"
+            edit = again(sg, renamed)
+            seen = {(c.canonical_id, c.version) for c in changes}
+            before = len(await read_all(kafka_settings, topics["changes"]))
+            sent = time.monotonic()
+            await publish(kafka_settings, topics["input"], [edit])
+            changes = await changes_until(
+                kafka_settings, topics["changes"], lambda c: len(c) > before
+            )
+            announced = time.monotonic() - sent
+            news = [c for c in changes if (c.canonical_id, c.version) not in seen]
+            assert len(news) == 1
+            update = news[0]
+            assert (update.op, update.canonical_id) == (ChangeOp.UPDATED, cid)
+            assert update.version == joint.version + 1
+            assert update.event.title == joint.event.title  # the event itself did not change
+            assert both(update)
+            raw = next(
+                r
+                for r in await read_all(kafka_settings, topics["changes"])
+                if CanonicalChange.model_validate_json(r.value).version == update.version
+                and r.key == cid.encode()
+            )
+            header = dict(raw.headers)["ce_sourceversions"]
+            assert orjson.loads(header) == {tm.key(): 1, sg.key(): 2}
+
+            async def served() -> Any:
+                body = (await http.get(path)).json()
+                return body if body.get("version") == 2 else None
+
+            body = await poll(served, timeout_s=20)
+            visible = time.monotonic() - sent
+            assert body["title"] == renamed["title"]
+            assert body["canonical_id"] == cid
+            detail = (await http.get(f"/events/{cid}")).json()
+            assert detail["version"] == update.version
+            print(f"\nmember edit: announced after {announced:.2f}s, served after {visible:.2f}s")
+
+            # The same record again (redelivery, or a re-fetch of unchanged content): nothing
+            # is written and nothing announced.
+            await publish(kafka_settings, topics["input"], [edit, again(sg, renamed)])
+            await asyncio.sleep(8)
+            assert len(await read_all(kafka_settings, topics["changes"])) == before + 1
+            stored = await db[EVENTS].find_one({"_id": cid})
+            assert stored is not None
+            assert stored["version"] == update.version
+            member = await db[EXTERNAL_EVENTS].find_one({"_id": sg.key()})
+            assert member is not None
+            assert member["version"] == 2
+            assert (await http.get(path)).json()["version"] == 2
+    finally:
         await client.close()

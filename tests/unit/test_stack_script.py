@@ -68,3 +68,47 @@ def test_endpoints_from_state() -> None:
 def test_unknown_component_rejected() -> None:
     with pytest.raises(stack.StackError, match="unknown component"):
         stack.select(["zookeeper"])
+
+
+def test_kafka_and_ferretdb_files_live_in_the_given_run_dir(tmp_path: Path) -> None:
+    run = stack.RunDir(tmp_path / "run")
+    ports = {"port": 1, "controller": 2}
+    kafka = " ".join(stack.kafka_command(ports, run))
+    assert f"-Dkafka.logs.dir={run.logs}" in kafka
+    assert str(run.kafka / "server.properties") in kafka
+    assert str(stack.DEFAULT_RUN.root) not in kafka
+    ferretdb = stack.ferretdb_command({"port": 3}, run)
+    assert ferretdb[-2:] == ["--sqlite-dir", str(tmp_path / "run" / "ferretdb" / "data")]
+    # Without one, the layout `./marquee up` has always used.
+    assert stack.DEFAULT_RUN.root == stack.CACHE / "run"
+    assert f"-Dkafka.logs.dir={stack.CACHE / 'run' / 'logs'}" in stack.kafka_command(ports)
+
+
+def test_up_status_down_keep_to_the_given_run_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A private stack's pid, state and log files, never the shared one's."""
+    run = stack.RunDir(tmp_path / "run")
+    sleeper = stack.Component(
+        "sleeper",
+        ("port",),
+        lambda run: None,
+        lambda ports, run: [sys.executable, "-c", "import time; time.sleep(60)"],
+        lambda ports: None,
+    )
+    monkeypatch.setitem(stack.COMPONENTS, "sleeper", sleeper)
+    shared_pidfile = sleeper.pidfile(stack.DEFAULT_RUN)
+    assert not shared_pidfile.exists()
+    try:
+        assert stack.cmd_up(["sleeper"], run) == 0
+        pid = int((run.root / "sleeper.pid").read_text())
+        assert stack.status_of(sleeper, stack.load_state(run), run) == ("running", pid)
+        assert (run.logs / "sleeper.log").exists()
+        assert stack.load_state(run)["sleeper"]["pid"] == pid
+        assert "sleeper" not in stack.load_state()  # the shared stack's state is untouched
+        assert not shared_pidfile.exists()
+    finally:
+        stack.cmd_down(["sleeper"], False, run)
+    assert stack.status_of(sleeper, stack.load_state(run), run) == ("stopped", None)
+    assert not stack.pid_alive(pid)
+    assert "sleeper" in capsys.readouterr().out
