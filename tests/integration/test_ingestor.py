@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -63,23 +64,37 @@ async def resources(
     mongo_db: AsyncDatabase[Document],
     unique: str,
 ) -> AsyncIterator[Resources]:
-    topic = f"raw.events.test-{unique}"
+    topic, bucket = f"raw.events.test-{unique}", f"ingest-{unique}"
+    async with ingest_resources(kafka_settings, s3_settings, mongo_db, topic, bucket) as res:
+        yield res
+
+
+@contextlib.asynccontextmanager
+async def ingest_resources(
+    kafka_settings: KafkaSettings,
+    s3_settings: S3Settings,
+    mongo_db: AsyncDatabase[Document],
+    topic: str,
+    bucket: str,
+) -> AsyncIterator[Resources]:
+    """What a sync writes to: a fresh raw topic, an S3 bucket, the test's database."""
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
     await admin.start()
     await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     await admin.close()
     producer = make_producer(kafka_settings)
     await producer.start()
-    async with s3_client(s3_settings) as s3:
-        bucket = f"ingest-{unique}"
-        await ensure_bucket(s3, bucket)
-        yield Resources(
-            RawPublisher(producer, topic),
-            PageArchive(s3, bucket),
-            mongo_db,
-            ProgressManager(mongo_db[CHECKPOINTS], freshness=timedelta(hours=1)),
-        )
-    await producer.stop()
+    try:
+        async with s3_client(s3_settings) as s3:
+            await ensure_bucket(s3, bucket)
+            yield Resources(
+                RawPublisher(producer, topic),
+                PageArchive(s3, bucket),
+                mongo_db,
+                ProgressManager(mongo_db[CHECKPOINTS], freshness=timedelta(hours=1)),
+            )
+    finally:
+        await producer.stop()
 
 
 async def read_topic(kafka: KafkaSettings, topic: str) -> list[Any]:

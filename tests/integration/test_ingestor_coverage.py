@@ -12,15 +12,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ingestor.jobs import Resources, open_resources, run_sync
-from services.ingestor.progress import ProgressManager
-from services.ingestor.publish import PageArchive, RawPublisher
 from services.ingestor.stats import PROVIDER_STATS
 from services.ingestor.wiring import CallCounter, configured_queries
 from shared.contracts import Provider
-from shared.kafka import make_producer
-from shared.mongo import CHECKPOINTS, Document
-from shared.s3 import ensure_bucket, s3_client
+from shared.mongo import Document
 from shared.settings import IngestorSettings, KafkaSettings, S3Settings
+from tests.integration.test_ingestor import ingest_resources
 from tests.kafka_read import read_topic
 from tests.sandbox import environ, running_sandbox, sandbox_env
 
@@ -52,23 +49,9 @@ async def resources(
     mongo_db: AsyncDatabase[Document],
     unique: str,
 ) -> AsyncIterator[Resources]:
-    topic = f"raw.events.cov-{unique}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    await admin.close()
-    producer = make_producer(kafka_settings)
-    await producer.start()
-    async with s3_client(s3_settings) as s3:
-        bucket = f"cov-{unique}"
-        await ensure_bucket(s3, bucket)
-        yield Resources(
-            RawPublisher(producer, topic),
-            PageArchive(s3, bucket),
-            mongo_db,
-            ProgressManager(mongo_db[CHECKPOINTS], freshness=timedelta(hours=1)),
-        )
-    await producer.stop()
+    topic, bucket = f"raw.events.cov-{unique}", f"cov-{unique}"
+    async with ingest_resources(kafka_settings, s3_settings, mongo_db, topic, bucket) as res:
+        yield res
 
 
 def truth(sandbox: str) -> list[dict[str, Any]]:
