@@ -36,7 +36,16 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.system import REPLIES, Options, Pipeline, Tail, pct, poll_until, say
+from benchmarks.system import (
+    REPLIES,
+    Options,
+    Pipeline,
+    Tail,
+    pct,
+    poll_until,
+    run_stoppable,
+    say,
+)
 from deploy.sandbox import World
 from shared.contracts import (
     BulkImportRequest,
@@ -265,6 +274,8 @@ class Bench:
             requested_by="bench",
             reply_to=REPLIES,
         )
+        # Read marks: each record on the tails is looked at once (under load the canonical
+        # tail grows by hundreds a second; rescanning it every poll starved the pipeline).
         raw_mark, change_mark = len(self.raw.seen), len(self.changes.seen)
         await self.p.send("ingest.requests", [(job.job_id.encode(), job)])
         deadline = changed_at + wait_s
@@ -274,16 +285,16 @@ class Bench:
         async with httpx.AsyncClient(timeout=10, headers=self.headers) as client:
             while time.monotonic() < deadline:
                 if not raw_at:
-                    raw_at = next(
-                        (at for at, r in self.raw.seen[raw_mark:] if r.key == key.encode()), 0.0
-                    )
+                    seen, raw_mark = self.raw.seen[raw_mark:], len(self.raw.seen)
+                    raw_at = next((at for at, r in seen if r.key == key.encode()), 0.0)
                 if not record_at:
                     url = self.p.api_url(f"/external-events/{provider}/{external_id}")
                     response = await client.get(url)
                     if response.status_code == 200 and shows(response.json(), kind, expected):
                         record_at = time.monotonic()
                 if target is None:
-                    for at, r in self.changes.seen[change_mark:]:
+                    seen, change_mark = self.changes.seen[change_mark:], len(self.changes.seen)
+                    for at, r in seen:
                         if key in {f"{x['source']}:{x['external_id']}" for x in _sources(r.value)}:
                             body = orjson.loads(r.value or b"{}")
                             target, canonical_at = (body["canonical_id"], body["version"]), at
@@ -506,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--spotify", type=int, default=100, help="Spotify lookups per sync")
     parser.add_argument("--workdir", type=Path, help="keep data and logs here")
     args = parser.parse_args(argv)
-    print(asyncio.run(run(args)))
+    print(run_stoppable(run(args)))
     return 0
 
 

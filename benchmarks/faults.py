@@ -49,6 +49,7 @@ from benchmarks.system import (
     end_offsets,
     poll_until,
     read_topic,
+    run_stoppable,
     say,
 )
 from services.importer.ids import local_event_id
@@ -754,7 +755,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir=args.workdir,
         extra_env=dict(item.split("=", 1) for item in args.env),
     )
-    outcomes, totals = asyncio.run(run_suite(options))
+    outcomes, totals = run_stoppable(run_suite(options))
     print(table(outcomes))
     print(
         f"\n{totals['records']:,} records, {totals['canonical']:,} canonical events, "
