@@ -259,7 +259,7 @@ class Suite:
                 continue
             stale = await self.api_stale()
             if stale:
-                waiting = f"API: {stale} events behind the store"
+                waiting = f"API: {stale} events or records behind the store"
                 await asyncio.sleep(1)
                 continue
             return True
@@ -279,21 +279,33 @@ class Suite:
         return [ImportResult.model_validate_json(r.value or b"") for _at, r in self.results.seen]
 
     async def api_stale(self) -> int:
-        """Events whose version in the API differs from the store's."""
+        """Canonical events and per-source records the API serves otherwise than the store
+        holds them (another version, or a per-source record under another event)."""
         async with self.p.db() as db:
-            stored = {
-                d["_id"]: d["version"] for d in await db[EVENTS].find({}, {"version": 1}).to_list()
-            }
+            events = await db[EVENTS].find({}, {"version": 1}).to_list()
+            records = (
+                await db[EXTERNAL_EVENTS].find({}, {"version": 1, "canonical_id": 1}).to_list()
+            )
+        wanted = {f"/events/{d['_id']}": (d["version"], None) for d in events}
+        for d in records:
+            source, external_id = str(d["_id"]).split(":", 1)
+            wanted[f"/external-events/{source}/{external_id}"] = (
+                d["version"],
+                d.get("canonical_id"),
+            )
         headers = {"Authorization": f"Bearer {self.p.token()}"}
         stale = 0
         try:
             async with httpx.AsyncClient(timeout=10, headers=headers) as client:
-                for canonical_id, version in stored.items():
-                    response = await client.get(self.p.api_url(f"/events/{canonical_id}"))
-                    if response.status_code != 200 or response.json().get("version") != version:
+                for path, (version, canonical_id) in wanted.items():
+                    response = await client.get(self.p.api_url(path))
+                    body = response.json() if response.status_code == 200 else {}
+                    if body.get("version") != version or (
+                        canonical_id is not None and body.get("canonical_id") != canonical_id
+                    ):
                         stale += 1
         except httpx.HTTPError:
-            return len(stored) or 1
+            return len(wanted) or 1
         return stale
 
     # ------------------------------------------------------------------ invariants
