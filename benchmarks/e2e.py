@@ -133,6 +133,7 @@ class Bench:
         self.bulk_jobs = jobs
         loaded = asyncio.create_task(self.freshness("under load")) if self.args.under_load else None
         ingested = normalized = 0.0
+        records = canonical = -1
         while True:
             await asyncio.sleep(2)
             now = time.monotonic()
@@ -144,9 +145,11 @@ class Bench:
                 normalized = now
                 say(f"bulk: normalizer caught up at {normalized - t0:.0f}s")
             if normalized:
-                async with self.p.db() as db:
-                    records = await db[EXTERNAL_EVENTS].count_documents({})
-                    canonical = await db[EVENTS].count_documents({"duplicate_of": None})
+                if records < 0:
+                    # Once: a count is a full scan on FerretDB (minutes on a big, busy store).
+                    async with self.p.db(timeout_ms=1_800_000) as db:
+                        records = await db[EXTERNAL_EVENTS].count_documents({})
+                        canonical = await db[EVENTS].count_documents({"duplicate_of": None})
                 model = await self.readiness()
                 if model.get("per_source_records", 0) >= records:
                     visible = time.monotonic()

@@ -528,8 +528,12 @@ class Pipeline:
     # ---------------------------------------------------------------- helpers for the scripts
 
     @contextlib.asynccontextmanager
-    async def db(self) -> AsyncIterator[Any]:
-        client = make_client(self.mongo, appname="marquee-bench")
+    async def db(self, timeout_ms: int | None = None) -> AsyncIterator[Any]:
+        """The pipeline's database; ``timeout_ms`` raises the socket timeout (long scans)."""
+        mongo = self.mongo
+        if timeout_ms is not None:
+            mongo = mongo.model_copy(update={"socket_timeout_ms": timeout_ms})
+        client = make_client(mongo, appname="marquee-bench")
         try:
             yield get_database(client, self.mongo)
         finally:
