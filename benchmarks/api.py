@@ -9,7 +9,7 @@ on loopback (one uvicorn process), waits until its read model is loaded, then me
 * search ``GET /external-events/search?q=…&limit=20`` at the maximum rate, with ``wrk``
   (a Lua script rotates the queries) when it is installed, else the asyncio generator.
 
-The generator shares the machine's cores with the API (and Kafka and FerretDB, idle by then).
+The generator shares the machine's cores with the API (and Kafka and the store, idle by then).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def free_port() -> int:
 
 
 async def sample_keys(mongo: MongoSettings, database: str, events: int, n: int) -> list[str]:
-    """Existing record keys, found by ``_id`` lookups of candidate keys (fast on FerretDB)."""
+    """Existing record keys, found by ``_id`` lookups of candidate keys."""
     rng = random.Random(3)
     client = make_client(mongo)
     db = get_database(client, mongo, database)

@@ -1,7 +1,7 @@
 """End-to-end benchmark: a sandbox world through every service, to the API, on a private stack.
 
-Starts its own Kafka, FerretDB, S3, sandbox and the five services (``benchmarks/system.py``),
-then:
+Starts its own Kafka, MongoDB-wire server, S3, sandbox and the five services
+(``benchmarks/system.py``), then:
 
 1. **bulk**: one sync job per provider over the whole world; times the ingest (jobs answered),
    the normalizer (its consumer group caught up) and the API (its read model holds every
@@ -146,7 +146,7 @@ class Bench:
                 say(f"bulk: normalizer caught up at {normalized - t0:.0f}s")
             if normalized:
                 if records < 0:
-                    # Once: a count is a full scan on FerretDB (minutes on a big, busy store).
+                    # Once, at the end: the count needs no polling.
                     async with self.p.db(timeout_ms=1_800_000) as db:
                         records = await db[EXTERNAL_EVENTS].count_documents({})
                         canonical = await db[EVENTS].count_documents({"duplicate_of": None})

@@ -2,9 +2,9 @@
 
 While the pipeline syncs, normalizes, imports and notifies, each fault is injected in turn
 (``--runs`` times): ``kill -9`` of the normalizer, importer worker, notifier, API and ingestor
-(each started again, as an orchestrator would), a Kafka restart, FerretDB frozen (SIGSTOP) and
-stopped for 20 s, and a failing sandbox (5xx, timeouts, broken bodies, throttling). After every
-fault the pipeline must converge, and then:
+(each started again, as an orchestrator would), a Kafka restart, the MongoDB-wire store
+killed (kill -9) mid-batch, frozen (SIGSTOP) and stopped for 20 s, and a failing sandbox (5xx,
+timeouts, broken bodies, throttling). After every fault the pipeline must converge, and then:
 
 - every record the ingestor published is in ``external_events`` with its newest content;
 - every record the sandbox lists in the synced horizon (Ticketmaster, SeatGeek, Eventbrite)
@@ -64,8 +64,9 @@ FAULTS = (
     "api",
     "ingestor",
     "kafka",
-    "ferretdb-freeze",
-    "ferretdb-stop",
+    "store-kill",
+    "store-freeze",
+    "store-stop",
     "sandbox",
 )
 TRUTH_PROVIDERS = ("ticketmaster", "seatgeek", "eventbrite")  # Meetup keys are tokens, not ids
@@ -606,12 +607,19 @@ async def fault_kafka(suite: Suite, marks: Marks) -> bool:
     return hit
 
 
-async def fault_ferretdb_freeze(suite: Suite, marks: Marks) -> bool:
+async def fault_store_kill(suite: Suite, marks: Marks) -> bool:
+    # kill -9 while the normalizer writes a batch: acknowledged (j:true) writes must survive.
+    hit = await poll_until(lambda: normalizing(suite, marks), 60, 0.05)
+    await kill_and_restart(suite, "mongo")
+    return hit
+
+
+async def fault_store_freeze(suite: Suite, marks: Marks) -> bool:
     hit = await poll_until(lambda: normalizing(suite, marks), 60, 0.1)
-    store = suite.p.procs["ferretdb"]
+    store = suite.p.procs["mongo"]
     suite.fault_at = time.monotonic()
     store.signal(signal.SIGSTOP)
-    say(f"ferretdb frozen (SIGSTOP) for {STORE_DOWN_S:.0f}s")
+    say(f"store frozen (SIGSTOP) for {STORE_DOWN_S:.0f}s")
     try:
         await asyncio.sleep(STORE_DOWN_S)
     finally:
@@ -619,12 +627,12 @@ async def fault_ferretdb_freeze(suite: Suite, marks: Marks) -> bool:
     return hit
 
 
-async def fault_ferretdb_stop(suite: Suite, marks: Marks) -> bool:
+async def fault_store_stop(suite: Suite, marks: Marks) -> bool:
     hit = await poll_until(lambda: normalizing(suite, marks), 60, 0.1)
-    store = suite.p.procs["ferretdb"]
+    store = suite.p.procs["mongo"]
     suite.fault_at = time.monotonic()
     await store.stop(20)
-    say(f"ferretdb stopped for {STORE_DOWN_S:.0f}s")
+    say(f"store stopped for {STORE_DOWN_S:.0f}s")
     await asyncio.sleep(STORE_DOWN_S)
     await store.restart()
     return hit
@@ -654,8 +662,9 @@ FAULT_ACTIONS: dict[str, Callable[[Suite, Marks], Awaitable[bool]]] = {
     "api": fault_api,
     "ingestor": fault_ingestor,
     "kafka": fault_kafka,
-    "ferretdb-freeze": fault_ferretdb_freeze,
-    "ferretdb-stop": fault_ferretdb_stop,
+    "store-kill": fault_store_kill,
+    "store-freeze": fault_store_freeze,
+    "store-stop": fault_store_stop,
     "sandbox": fault_sandbox,
 }
 

@@ -82,7 +82,7 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> None:
             while done < len(raws):
                 if not worker.alive:
                     raise RuntimeError(f"worker exited; {worker.log}:\n{worker.tail()}")
-                # Counting scans the collection on FerretDB: poll gently, not to slow the worker.
+                # Poll gently: the count competes with the worker for the same two cores.
                 await asyncio.sleep(2)
                 done = await db[EXTERNAL_EVENTS].count_documents({})
             seconds = time.perf_counter() - started

@@ -1,4 +1,4 @@
-"""A private Marquee: its own Kafka, FerretDB, S3, sandbox and every service, as processes."""
+"""A private Marquee: its own Kafka, MongoDB-wire server, S3, sandbox and every service."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ T = TypeVar("T")
 
 def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run``, but SIGTERM and SIGINT cancel the run, so its ``finally`` blocks stop
-    every process it started (a killed benchmark left its private Kafka and FerretDB behind)."""
+    every process it started (a killed benchmark left its private Kafka and store behind)."""
 
     async def guarded() -> T:
         task = asyncio.current_task()
@@ -314,7 +314,8 @@ class Options:
 
 
 class Pipeline:
-    """Kafka, FerretDB, moto and the sandbox, then the five services, all private and local.
+    """Kafka, the MongoDB-wire server, moto and the sandbox, then the five services, all
+    private and local.
 
     Everything listens on 127.0.0.1 on free ports and keeps its data under ``workdir``;
     topic names, groups and the database are the defaults, which is safe because no other
@@ -324,7 +325,7 @@ class Pipeline:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.run = options.workdir.resolve()
-        # stack.py's own layout under our work dir: its Kafka and FerretDB helpers (storage
+        # stack.py's own layout under our work dir: its Kafka and store helpers (storage
         # format, server.properties, argv) are reused, so a private broker is configured
         # exactly like the shared one.
         self.run_dir = stack.RunDir(self.run)
@@ -350,7 +351,7 @@ class Pipeline:
     @property
     def mongo(self) -> MongoSettings:
         return MongoSettings.model_validate(
-            {"url": f"mongodb://{HOST}:{self.ports['ferretdb']}/", "socket_timeout_ms": 60_000}
+            {"url": f"mongodb://{HOST}:{self.ports['mongo']}/", "socket_timeout_ms": 60_000}
         )
 
     async def start(self) -> None:
@@ -371,15 +372,14 @@ class Pipeline:
     async def _servers(self) -> None:
         # No-ops when the jars and the binary are already built (build logs go to our dir).
         stack.build_kafka(self.run_dir)
-        stack.build_ferretdb(self.run_dir)
+        stack.build_mongo(self.run_dir)
         kafka_ports = {"port": stack.free_port(), "controller": stack.free_port()}
-        self.run_dir.ferretdb_data.mkdir(parents=True, exist_ok=True)
         stack.kafka_prepare(kafka_ports, self.run_dir)
         kafka_argv = stack.kafka_command(kafka_ports, self.run_dir)
-        fdb_port = {"port": stack.free_port()}
-        fdb_argv = stack.ferretdb_command(fdb_port, self.run_dir)
+        store_port = {"port": stack.free_port()}
+        store_argv = stack.mongo_command(store_port, self.run_dir)
         s3_port = {"port": stack.free_port()}
-        self.ports.update(kafka=kafka_ports["port"], ferretdb=fdb_port["port"], s3=s3_port["port"])
+        self.ports.update(kafka=kafka_ports["port"], mongo=store_port["port"], s3=s3_port["port"])
         self.procs["kafka"] = Proc(
             "kafka",
             kafka_argv,
@@ -387,11 +387,11 @@ class Pipeline:
             ready=in_thread(lambda: stack.kafka_ready(kafka_ports)),
             ready_timeout_s=180,
         )
-        self.procs["ferretdb"] = Proc(
-            "ferretdb",
-            fdb_argv,
-            self.logs / "ferretdb.log",
-            ready=in_thread(lambda: stack.ferretdb_ready(fdb_port)),
+        self.procs["mongo"] = Proc(
+            "mongo",
+            store_argv,
+            self.logs / "mongo.log",
+            ready=in_thread(lambda: stack.mongo_ready(store_port)),
         )
         self.procs["s3"] = Proc(
             "s3",
@@ -430,10 +430,10 @@ class Pipeline:
             ready=http_ready(sandbox_port, "/_sandbox/health"),
             ready_timeout_s=600,  # a big world takes a while to build
         )
-        for name in ("kafka", "ferretdb", "s3", "sandbox"):
+        for name in ("kafka", "mongo", "s3", "sandbox"):
             self.procs[name].supervised = False
             self.procs[name].start()
-        for name in ("kafka", "ferretdb", "s3", "sandbox"):
+        for name in ("kafka", "mongo", "s3", "sandbox"):
             await self.procs[name].ready()
 
     async def _bootstrap(self) -> None:
@@ -450,7 +450,7 @@ class Pipeline:
     def _base_env(self) -> dict[str, str]:
         servers = {
             "KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{self.ports['kafka']}",
-            "MONGO_URL": f"mongodb://{HOST}:{self.ports['ferretdb']}/",
+            "MONGO_URL": f"mongodb://{HOST}:{self.ports['mongo']}/",
             "S3_ENDPOINT_URL": f"http://{HOST}:{self.ports['s3']}",
         }
         return service_env(servers, KAFKA_TOPIC_PARTITIONS=str(self.options.partitions))
@@ -519,7 +519,7 @@ class Pipeline:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
-        for name in [*reversed(SERVICES), "sandbox", "s3", "ferretdb", "kafka"]:
+        for name in [*reversed(SERVICES), "sandbox", "s3", "mongo", "kafka"]:
             proc = self.procs.get(name)
             if proc is not None:
                 await proc.stop(20)

@@ -1,13 +1,16 @@
-"""MongoDB helpers: the async client (PyMongo's AsyncMongoClient), collections, index bootstrap."""
+"""MongoDB helpers: the async client (PyMongo's AsyncMongoClient), indexes, capability probe."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
 from bson.codec_options import CodecOptions
-from pymongo import ASCENDING, AsyncMongoClient, IndexModel
+from pymongo import ASCENDING, GEOSPHERE, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 from pymongo.write_concern import WriteConcern
 
 from shared.settings import MongoSettings
@@ -19,8 +22,8 @@ EVENTS = "events"
 CATEGORIES = "categories"
 LOCAL_EVENTS = "local_events"
 CHECKPOINTS = "checkpoints"
+LEASES = "leases"
 
-# Only plain and compound ascending/unique indexes: both MongoDB 7 and FerretDB 1.24 have them.
 INDEXES: dict[str, list[IndexModel]] = {
     EXTERNAL_EVENTS: [
         IndexModel(
@@ -54,6 +57,8 @@ INDEXES: dict[str, list[IndexModel]] = {
             name="provider_stream_partition_unique",
         ),
     ],
+    # Scheduler slots: each document names its own expiry, so old slots go away by themselves.
+    LEASES: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl")],
 }
 
 
@@ -84,15 +89,152 @@ async def ensure_indexes(db: AsyncDatabase[Document]) -> dict[str, list[str]]:
     """Create every index Marquee relies on that is missing; returns the names per collection."""
     ensured: dict[str, list[str]] = {}
     for collection, indexes in INDEXES.items():
-        existing = set(await db[collection].index_information())
-        for index in indexes:
-            # One at a time and only when missing: FerretDB 1.24 panics (drops the connection)
-            # on a createIndexes that lists several indexes which all exist already.
-            if index.document["name"] not in existing:
-                await db[collection].create_indexes([index])
-        ensured[collection] = [index.document["name"] for index in indexes]
+        # createIndexes is idempotent for an identical definition.
+        ensured[collection] = await db[collection].create_indexes(indexes)
     return ensured
+
+
+DUPLICATE_KEY = 11000
+
+
+def duplicates_only(err: BulkWriteError) -> list[int]:
+    """The indexes of an unordered bulk's operations that hit a duplicate key; re-raises ``err``
+    when anything else failed. (An unordered bulk carries on past each error, so every other
+    operation was applied.)"""
+    errors = err.details.get("writeErrors") or []
+    if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+        raise err
+    return [int(e["index"]) for e in errors]
 
 
 async def ping(client: AsyncMongoClient[Document]) -> None:
     await client.admin.command("ping")
+
+
+# --------------------------------------------------------------------------- capability probe
+
+MIN_WIRE_VERSION = 9  # MongoDB 4.4: what PyMongo 4.x and the aggregation stages below need
+
+
+class StoreCapabilityError(RuntimeError):
+    """The MongoDB-wire server lacks something Marquee relies on; the message names both."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCapabilities:
+    server: str  # "MongoDB 7.0.14" or "SecantusDB 0.5.3-beta.196 (MongoDB 8.2.11 wire)"
+    wire_version: int
+    checked: tuple[str, ...]
+
+
+def _stages(plan: Any) -> set[str]:
+    """Every ``stage`` named anywhere in an explain plan (nested input stages included)."""
+    found: set[str] = set()
+    if isinstance(plan, dict):
+        if isinstance(plan.get("stage"), str):
+            found.add(plan["stage"])
+        for value in plan.values():
+            found |= _stages(value)
+    elif isinstance(plan, list):
+        for value in plan:
+            found |= _stages(value)
+    return found
+
+
+def uses_index(explain: Document) -> bool:
+    """Whether an explain()'s winning plan reads through an index rather than a collection scan."""
+    planner = explain.get("queryPlanner", explain)
+    stages = _stages(planner.get("winningPlan", planner))
+    return "COLLSCAN" not in stages and bool(stages & {"IXSCAN", "IDHACK", "EXPRESS_IXSCAN"})
+
+
+async def probe_capabilities(client: AsyncMongoClient[Document]) -> StoreCapabilities:
+    """Check the server does what the code relies on; raise StoreCapabilityError naming what not.
+
+    Run at stack start, by the test fixtures and by ``shared.bootstrap``: a server that lacks a
+    feature fails there with one clear sentence instead of deep inside a service. It works in a
+    scratch database of its own, dropped afterwards.
+    """
+    hello = await client.admin.command("hello")
+    build = await client.admin.command("buildInfo")
+    version = str(build.get("version", "?"))
+    server = (
+        f"SecantusDB {build['secantusVersion']} (MongoDB {version} wire)"
+        if "secantusVersion" in build
+        else f"MongoDB {version}"
+    )
+    wire = int(hello.get("maxWireVersion", 0))
+
+    def missing(feature: str, detail: str = "") -> StoreCapabilityError:
+        extra = f": {detail}" if detail else ""
+        return StoreCapabilityError(f"{server} at the configured MONGO_URL lacks {feature}{extra}")
+
+    if wire < MIN_WIRE_VERSION:
+        raise missing(f"wire version {MIN_WIRE_VERSION}+", f"it speaks {wire}")
+    db = client.get_database(f"marquee_probe_{uuid.uuid4().hex[:8]}")
+    checked = [f"wire version {wire}"]
+    try:
+        col = db["probe"]
+        await col.create_indexes(
+            [
+                IndexModel([("k", ASCENDING), ("n", ASCENDING)], unique=True, name="k_n"),
+                IndexModel([("loc", GEOSPHERE)], name="loc_2dsphere"),
+            ]
+        )
+        await col.insert_many(
+            [
+                {"k": f"k{i % 10}", "n": i, "loc": {"type": "Point", "coordinates": [i / 100, 0]}}
+                for i in range(200)
+            ]
+        )
+        try:
+            await col.insert_one({"k": "k0", "n": 0})
+        except Exception as err:
+            if getattr(err, "code", None) != 11000:
+                raise missing("unique indexes", f"a duplicate gave {err!r}") from err
+        else:
+            raise missing("unique indexes", "a duplicate key was accepted")
+        checked.append("unique index")
+        plan = await col.find({"k": "k3", "n": {"$gte": 50}}).sort("n", 1).explain()
+        if not uses_index(plan):
+            raise missing("index reads", "a compound-index query was planned as a scan")
+        found = await col.find({"k": "k3", "n": {"$gte": 50}}).sort("n", 1).to_list()
+        if [d["n"] for d in found] != list(range(53, 200, 10)):
+            raise missing("compound index reads", "a range query answered wrongly")
+        checked.append("compound index reads")
+        cursor = await col.aggregate(
+            [
+                {"$match": {"k": {"$in": ["k1", "k2"]}}},
+                {
+                    "$facet": {
+                        "by_k": [{"$group": {"_id": "$k", "avg": {"$avg": "$n"}}}],
+                        "total": [{"$count": "n"}],
+                    }
+                },
+            ]
+        )
+        facets = await cursor.to_list()
+        averages = {g["_id"]: g["avg"] for g in facets[0]["by_k"]} if facets else {}
+        if averages != {"k1": 96.0, "k2": 97.0} or facets[0]["total"] != [{"n": 40}]:
+            raise missing("$facet with $group/$avg", f"answered {facets!r}")
+        checked.append("$facet, $group/$avg")
+        near = await col.find(
+            {
+                "loc": {
+                    "$near": {
+                        "$geometry": {"type": "Point", "coordinates": [0.5, 0]},
+                        "$maxDistance": 1_200,
+                    }
+                }
+            }
+        ).to_list()
+        if [d["n"] for d in near][:1] != [50] or len(near) != 3:
+            raise missing("2dsphere $near", f"answered {[d['n'] for d in near]}")
+        checked.append("2dsphere $near")
+    except StoreCapabilityError:
+        raise
+    except Exception as err:
+        raise missing("a feature Marquee relies on", f"{type(err).__name__}: {err}") from err
+    finally:
+        await client.drop_database(db.name)
+    return StoreCapabilities(server, wire, tuple(checked))

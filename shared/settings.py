@@ -35,7 +35,7 @@ class KafkaSettings(BaseSettings):
 
 
 class MongoSettings(BaseSettings):
-    """``MONGO_*``: any MongoDB-wire server (MongoDB 7, FerretDB 1.24)."""
+    """``MONGO_*``: any MongoDB-wire server (MongoDB 7+, the local SecantusDB)."""
 
     model_config = SettingsConfigDict(env_prefix="MONGO_", extra="ignore")
 

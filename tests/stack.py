@@ -1,9 +1,15 @@
-"""Where the integration tests find their servers: env vars, testcontainers, or the local stack."""
+"""Where the integration tests find their servers: env vars, testcontainers, or a private stack.
+
+The private stack is the local stack in a run dir of its own (``.cache/test-run``), never the
+demo's (``.cache/run``): a test run cannot read or write what ``./marquee up`` holds.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +19,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "deploy" / "local" / "stack.py"
-ENV_KEYS = {"kafka": "KAFKA_BOOTSTRAP_SERVERS", "ferretdb": "MONGO_URL", "s3": "S3_ENDPOINT_URL"}
+ENV_KEYS = {"kafka": "KAFKA_BOOTSTRAP_SERVERS", "mongo": "MONGO_URL", "s3": "S3_ENDPOINT_URL"}
+CACHE = Path(os.environ.get("MARQUEE_CACHE_DIR", ROOT / ".cache")).resolve()
+DEMO_RUN = CACHE / "run"
+TEST_RUN = Path(os.environ.get("MARQUEE_TEST_RUN_DIR") or CACHE / "test-run").resolve()
 
 
 @dataclass(frozen=True)
@@ -43,14 +52,40 @@ def docker_available() -> bool:
 
 
 def _stack(*args: str) -> subprocess.CompletedProcess[str]:
+    # A cold start builds the MongoDB-wire server with cargo first (6-10 min on 2 cores).
+    # Ports pinned for the demo (MARQUEE_KAFKA_PORT, ...) are the demo's: pick our own.
+    env = {k: v for k, v in os.environ.items() if not re.fullmatch(r"MARQUEE_\w+_PORT", k)}
     return subprocess.run(
-        [sys.executable, str(STACK), *args], capture_output=True, text=True, timeout=900
+        [sys.executable, str(STACK), "--run-dir", str(TEST_RUN), *args],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=env,
     )
+
+
+def demo_endpoints() -> dict[str, str]:
+    """The endpoints of the demo stack (``./marquee up``) as its state file records them."""
+    try:
+        state = json.loads((DEMO_RUN / "state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    found = {}
+    for component, key in ENV_KEYS.items():
+        port = state.get(component, {}).get("port")
+        if port:
+            scheme = {"kafka": "{}", "mongo": "mongodb://{}/", "s3": "http://{}"}[component]
+            found[key] = scheme.format(f"127.0.0.1:{port}")
+    return found
 
 
 @contextlib.contextmanager
 def local_stack(components: list[str]) -> Iterator[dict[str, str]]:
-    """Start the named local components unless running; stop only those this call started."""
+    """Start the named components of the tests' own stack unless running; stop what we started.
+
+    When this call started every one of them (and ``MARQUEE_KEEP_STACK`` is not 1), the run
+    dir is deleted afterwards too: the tests leave no data behind.
+    """
     status = _stack("status", *components)
     running = {
         line.split()[0]
@@ -74,6 +109,9 @@ def local_stack(components: list[str]) -> Iterator[dict[str, str]]:
     finally:
         if to_start and os.environ.get("MARQUEE_KEEP_STACK") != "1":
             _stack("down", *to_start)
+            if set(to_start) == set(ENV_KEYS):
+                shutil.rmtree(TEST_RUN / "kafka", ignore_errors=True)
+                shutil.rmtree(TEST_RUN / "mongo", ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -103,6 +141,13 @@ def containers() -> Iterator[dict[str, str]]:
 def endpoints() -> Iterator[Endpoints]:
     """Servers named by the environment win; the rest come from Docker or the local stack."""
     given = {key: os.environ[key] for key in ENV_KEYS.values() if os.environ.get(key)}
+    demo = demo_endpoints()
+    for key, value in given.items():
+        if demo.get(key) == value:
+            raise RuntimeError(
+                f"{key}={value} is the demo stack's (./marquee up); the tests never touch the "
+                f"demo: unset {key} so they start their own servers, or name other servers"
+            )
     missing = [c for c, key in ENV_KEYS.items() if key not in given]
     if not missing:
         yield Endpoints(

@@ -1,15 +1,22 @@
-"""Local stack without Docker: real Kafka (KRaft), FerretDB (SQLite) and moto S3 on loopback.
+"""Local stack without Docker: real Kafka (KRaft), a MongoDB-wire server and moto S3 on loopback.
 
-Usage: stack.py {up,down,status,env,logs} [component ...]
+Usage: stack.py [--run-dir DIR] {up,down,status,env,logs} [component ...]
 
-Everything it downloads, builds and writes lives under ``$MARQUEE_CACHE_DIR`` (default
-``.cache/`` in the repo, git-ignored): jars, the FerretDB binary, data, logs and pid files.
+The MongoDB-wire server is SecantusDB's ``secantusd-rs`` (WiredTiger storage), built once with
+cargo from crates.io at a pinned version into ``$MARQUEE_TOOLS_DIR`` (default
+``~/.cache/marquee``, outside the clone, so every clone on a machine shares the build). Jars,
+data, logs and pid files live under ``$MARQUEE_CACHE_DIR`` (default ``.cache/`` in the repo,
+git-ignored); one stack's data, logs and state under its run dir (``.cache/run`` for
+``./marquee up``; the tests use their own).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -22,7 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +40,17 @@ HOST = "127.0.0.1"
 
 KAFKA_VERSION = os.environ.get("MARQUEE_KAFKA_VERSION", "4.1.2")
 KAFKA_JARS = CACHE / "kafka" / f"jars-{KAFKA_VERSION}"
-FERRETDB_BIN = CACHE / "bin" / "marquee-ferretdb"
+# Builds shared by every clone on this machine: outside the repo, so a clean clone reuses them.
+TOOLS = Path(
+    os.environ.get("MARQUEE_TOOLS_DIR")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "marquee"
+).resolve()
+SECANTUS_CRATE = "secantus-mdb"
+# Pinned exactly: a beta whose next release may change behaviour. The crate declares rustc 1.98
+# but builds and runs correctly on 1.95, hence --ignore-rust-version below.
+SECANTUS_VERSION = "0.5.3-beta.196"
+SECANTUS_ROOT = TOOLS / f"{SECANTUS_CRATE}-{SECANTUS_VERSION}"
+SECANTUS_BIN = SECANTUS_ROOT / "bin" / "secantusd-rs"
 
 
 @dataclass(frozen=True)
@@ -59,8 +76,8 @@ class RunDir:
         return self.root / "kafka"
 
     @property
-    def ferretdb_data(self) -> Path:
-        return self.root / "ferretdb" / "data"
+    def mongo(self) -> Path:
+        return self.root / "mongo"
 
 
 DEFAULT_RUN = RunDir(CACHE / "run")
@@ -175,7 +192,7 @@ def run_build(
         proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
-        raise StackError(f"building {what} failed (exit {proc.returncode}):\n{tail}")
+        raise StackError(f"building {what} failed (exit {proc.returncode}; log: {log}):\n{tail}")
     say(f"built {what} in {time.monotonic() - started:.0f}s")
 
 
@@ -208,68 +225,49 @@ def build_kafka(run: RunDir = DEFAULT_RUN) -> None:
     stamp.write_text(want)
 
 
-FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
-FERRETDB_VERSION = "v1.24.2"
+@contextlib.contextmanager
+def build_lock(name: str) -> Iterator[None]:
+    """One build at a time per machine: two clones starting at once must not both build."""
+    TOOLS.mkdir(parents=True, exist_ok=True)
+    with (TOOLS / f".{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
-def build_ferretdb(run: RunDir = DEFAULT_RUN) -> None:
-    """Build FerretDB from its module source with our patches applied (see ferretdb/*.patch)."""
-    src = HERE / "ferretdb"
-    patches = sorted(src.glob("*.patch"))
-    stamp = FERRETDB_BIN.with_suffix(".stamp")
-    want = stamp_of(src / "go.mod", src / "go.sum", src / "main.go", *patches)
-    if FERRETDB_BIN.exists() and stamp.exists() and stamp.read_text() == want:
+def build_mongo(run: RunDir = DEFAULT_RUN) -> None:
+    """``cargo install`` SecantusDB's server at the pinned version, once per machine."""
+    if SECANTUS_BIN.exists():
         return
-    if shutil.which("go") is None:
-        raise StackError("FerretDB is built from source and needs Go 1.24+ on PATH")
-    if patches and shutil.which("patch") is None:
-        raise StackError("FerretDB's build applies deploy/local/ferretdb/*.patch and needs `patch`")
-    FERRETDB_BIN.parent.mkdir(parents=True, exist_ok=True)
-    # Pure-Go SQLite (modernc) so no C toolchain is needed; -mod=mod lets go.sum fill itself.
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
-    work = CACHE / "ferretdb"
-    patched = work / f"FerretDB-{FERRETDB_VERSION}"
-    shutil.rmtree(patched, ignore_errors=True)
-    work.mkdir(parents=True, exist_ok=True)
-    run_build(
-        ["go", "mod", "download", "-json", f"{FERRETDB_MODULE}@{FERRETDB_VERSION}"],
-        cwd=src,
-        env=env,
-        what=f"ferretdb-source {FERRETDB_VERSION} (Go module proxy)",
-        run=run,
-    )
-    info = json.loads((run.logs / "build-ferretdb-source.log").read_text())
-    # The module cache is read-only: copy it, then make the copy writable so it can be patched.
-    shutil.copytree(info["Dir"], patched, copy_function=shutil.copyfile)
-    for path in [patched, *patched.rglob("*")]:
-        path.chmod(path.stat().st_mode | 0o200)
-    for patch in patches:
+    with build_lock(SECANTUS_CRATE):
+        if SECANTUS_BIN.exists():  # another process built it while we waited
+            return
+        if shutil.which("cargo") is None:
+            raise StackError(
+                "the embedded MongoDB-wire server (SecantusDB's secantusd-rs) is built with cargo, "
+                "which is not on PATH: install Rust 1.95+ (https://rustup.rs), or set MONGO_URL "
+                "to a running MongoDB 7 for the tests"
+            )
+        staging = SECANTUS_ROOT.with_name(SECANTUS_ROOT.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
         run_build(
-            ["patch", "-p1", "--forward", "--batch", "-i", str(patch)],
-            cwd=patched,
+            [
+                "cargo",
+                "install",
+                SECANTUS_CRATE,
+                "--version",
+                SECANTUS_VERSION,
+                "--locked",  # the crate's own Cargo.lock: the dependency versions it shipped with
+                "--ignore-rust-version",
+                "--root",
+                str(staging),
+            ],
+            cwd=TOOLS,
             env=None,
-            what=f"ferretdb-patch {patch.name}",
+            what=f"secantus-mdb {SECANTUS_VERSION} (crates.io, cargo; 6-10 min cold on 2 cores)",
             run=run,
         )
-    # Build against the patched copy through a private go.mod; the committed one stays clean.
-    modfile = work / "go.mod"
-    shutil.copyfile(src / "go.mod", modfile)
-    shutil.copyfile(src / "go.sum", work / "go.sum")
-    run_build(
-        ["go", "mod", "edit", f"-modfile={modfile}", f"-replace={FERRETDB_MODULE}={patched}"],
-        cwd=src,
-        env=env,
-        what="ferretdb-modfile (replace with the patched copy)",
-        run=run,
-    )
-    run_build(
-        ["go", "build", f"-modfile={modfile}", "-trimpath", "-o", str(FERRETDB_BIN), "."],
-        cwd=src,
-        env=env,
-        what=f"ferretdb {FERRETDB_VERSION} (Go, patched)",
-        run=run,
-    )
-    stamp.write_text(want)
+        shutil.rmtree(SECANTUS_ROOT, ignore_errors=True)
+        staging.rename(SECANTUS_ROOT)  # whole or not at all: a killed build leaves no binary
 
 
 # --------------------------------------------------------------------------- components
@@ -284,6 +282,8 @@ class Component:
     ready: Callable[[dict[str, int]], None]  # raises until ready
     prepare: Callable[[dict[str, int], RunDir], None] = lambda ports, run: None
     start_timeout_s: float = 90.0
+    # Once ready: checks what the server can do, returns a line to show (raises StackError).
+    probe: Callable[[dict[str, int]], str] | None = None
     # Extra environment for the process, from its ports and the stack's state (services).
     env: Callable[[dict[str, int], dict[str, dict[str, object]], RunDir], dict[str, str]] | None = (
         None
@@ -417,20 +417,36 @@ def kafka_ready(ports: dict[str, int]) -> None:
     asyncio.run(asyncio.wait_for(round_trip(), 20))
 
 
-# FerretDB ---------------------------------------------------------------------------------
+# MongoDB wire: SecantusDB ------------------------------------------------------------------
 
 
-def ferretdb_command(ports: dict[str, int], run: RunDir = DEFAULT_RUN) -> list[str]:
+def mongo_command(ports: dict[str, int], run: RunDir = DEFAULT_RUN) -> list[str]:
+    config = run.mongo / "secantusd.toml"
+    if not config.exists():
+        # An explicit (empty) config turns off its search of ~/.secantus and /etc/secantus.
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text("# written by deploy/local/stack.py; every setting is a flag\n")
     return [
-        str(FERRETDB_BIN),
-        "--listen-addr",
-        f"{HOST}:{ports['port']}",
-        "--sqlite-dir",
-        str(run.ferretdb_data),
+        str(SECANTUS_BIN),
+        "--config",
+        str(config),
+        "--host",
+        HOST,
+        "--port",
+        str(ports["port"]),
+        "--storage-path",
+        str(run.mongo / "data"),
+        # Without it a j:true write is acknowledged before the log is fsynced.
+        "--sync-on-commit",
+        # WiredTiger's default takes 4 GB; a dev box shares its memory with Kafka and the services.
+        "--cache-size",
+        os.environ.get("MARQUEE_MONGO_CACHE_SIZE", "512M"),
+        "--log-level",
+        os.environ.get("MARQUEE_MONGO_LOG_LEVEL", "WARNING"),
     ]
 
 
-def ferretdb_ready(ports: dict[str, int]) -> None:
+def mongo_ready(ports: dict[str, int]) -> None:
     from pymongo import MongoClient
 
     client: MongoClient[dict[str, object]] = MongoClient(
@@ -440,6 +456,28 @@ def ferretdb_ready(ports: dict[str, int]) -> None:
         client.admin.command("ping")
     finally:
         client.close()
+
+
+def mongo_probe(ports: dict[str, int]) -> str:
+    """What the server is and the features checked; StackError when one is missing."""
+    from pymongo import AsyncMongoClient
+
+    from shared.mongo import StoreCapabilityError, probe_capabilities
+
+    async def probe() -> str:
+        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+            f"mongodb://{HOST}:{ports['port']}/", serverSelectionTimeoutMS=5000
+        )
+        try:
+            found = await probe_capabilities(client)
+        finally:
+            await client.close()
+        return f"{found.server}: {', '.join(found.checked)}"
+
+    try:
+        return asyncio.run(probe())
+    except StoreCapabilityError as err:
+        raise StackError(str(err)) from err
 
 
 # moto (S3) --------------------------------------------------------------------------------
@@ -594,7 +632,9 @@ COMPONENTS: dict[str, Component] = {
         prepare=kafka_prepare,
         start_timeout_s=120,
     ),
-    "ferretdb": Component("ferretdb", ("port",), build_ferretdb, ferretdb_command, ferretdb_ready),
+    "mongo": Component(
+        "mongo", ("port",), build_mongo, mongo_command, mongo_ready, probe=mongo_probe
+    ),
     # moto and the sandbox keep nothing on disk: their command does not need the run dir.
     "s3": Component("s3", ("port",), no_build, lambda ports, run: moto_command(ports), moto_ready),
     "sandbox": Component(
@@ -619,7 +659,7 @@ COMPONENTS: dict[str, Component] = {
     },
 }
 # Without these nothing runs; the sandbox only stands in for the providers.
-CORE = ("kafka", "ferretdb", "s3")
+CORE = ("kafka", "mongo", "s3")
 
 
 # --------------------------------------------------------------------------- commands
@@ -717,7 +757,7 @@ def stop(
 def endpoints(state: dict[str, dict[str, object]], *, sandbox: bool = True) -> dict[str, str]:
     found = {
         "KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{state['kafka']['port']}",
-        "MONGO_URL": f"mongodb://{HOST}:{state['ferretdb']['port']}/",
+        "MONGO_URL": f"mongodb://{HOST}:{state['mongo']['port']}/",
         "S3_ENDPOINT_URL": f"http://{HOST}:{state['s3']['port']}",
     }
     if sandbox and "sandbox" in state:
@@ -734,9 +774,14 @@ def select(names: list[str]) -> list[Component]:
 
 def cmd_up(names: list[str], run: RunDir = DEFAULT_RUN) -> int:
     state = load_state(run)
-    waiters = [start(comp, state, run) for comp in select(names)]
+    comps = select(names)
+    waiters = [start(comp, state, run) for comp in comps]
     for wait in waiters:
         wait()
+    for comp in comps:
+        if comp.probe is not None:
+            ports = {label: int(str(state[comp.name][label])) for label in comp.ports}
+            say(f"{comp.name}: {comp.probe(ports)}")
     say("ready")
     return cmd_status(names, run)
 
@@ -796,6 +841,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=Path(os.environ.get("MARQUEE_RUN_DIR") or DEFAULT_RUN.root),
+        help="where this stack keeps data, logs and state (default .cache/run; MARQUEE_RUN_DIR)",
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     for name, help_ in (
         ("up", "build what is missing, start, wait until ready"),
@@ -812,16 +863,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-n", "--lines", type=int, default=40)
     p.add_argument("-f", "--follow", action="store_true")
     args = parser.parse_args(argv)
+    run = RunDir(args.run_dir.resolve())
     try:
         if args.cmd == "up":
-            return cmd_up(args.components)
+            return cmd_up(args.components, run)
         if args.cmd == "down":
-            return cmd_down(args.components, args.purge)
+            return cmd_down(args.components, args.purge, run)
         if args.cmd == "status":
-            return cmd_status(args.components)
+            return cmd_status(args.components, run)
         if args.cmd == "env":
-            return cmd_env()
-        return cmd_logs(args.components, args.lines, args.follow)
+            return cmd_env(run)
+        return cmd_logs(args.components, args.lines, args.follow, run)
     except StackError as err:
         say(f"error: {err}")
         return 2

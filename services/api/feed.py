@@ -195,7 +195,7 @@ class Feed:
         return recent
 
     async def _load_externals(self) -> None:
-        """One cursor over ``external_events``: on FerretDB only a full scan is linear."""
+        """One cursor over the whole of ``external_events``."""
         model = self.model
         started = time.monotonic()
         last_log = started

@@ -1,7 +1,7 @@
 """The in-process read model: columnar tables with token postings, for search, listing and feeds.
 
-FerretDB answers only ``_id`` lookups fast, so everything that filters or sorts over the whole
-catalogue runs here, in memory, over numpy columns:
+Built when the local store answered only ``_id`` lookups fast: everything that filters or sorts
+over the whole catalogue runs here, in memory, over numpy columns:
 
 * a table has one *slot* per stored version of a document; slots are only ever appended (an
   update appends a new slot and retires the old one), so postings stay sorted by slot and a new

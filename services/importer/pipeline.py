@@ -11,7 +11,7 @@ Order of effects, chosen so that a crash anywhere loses nothing and doubles noth
    ``import_results`` with ``emitted: false`` (the outbox);
 5. result and notifications sent to Kafka (acks=all);
 6. the catalogue's ``is_imported`` / ``imported_event`` flags (idempotent ``$set``; after the
-   emit, because FerretDB updates are slow and the answer should not wait for them), then
+   emit, so the answer does not wait for catalogue writes), then
    ``emitted: true``: a result marked emitted has its flags set too;
 7. and only then (by the caller) the consumer offsets are committed. A replay or the relay
    finds a stored result not marked emitted and redoes 5 and 6 from what is stored.
@@ -216,7 +216,7 @@ class Importer:
         for item in items:
             first.setdefault(item.request_id, item)  # the same request twice: answered once
         requests = [i for i in first.values() if isinstance(i, ImportRequest)]
-        # Both reads at once: each round trip to FerretDB costs milliseconds.
+        # Both reads at once: two round trips in the time of one.
         stored, (externals, canonicals) = await asyncio.gather(
             self.store.by_ids(IMPORT_RESULTS, first), self._catalogue(requests)
         )
@@ -347,7 +347,7 @@ class Importer:
         self, batch: _Batch, candidates: list[tuple[_Accepted, int]], claims: dict[str, Document]
     ) -> None:
         """A forced re-import of a dismissed event: an insert-only gate per generation decides
-        the one winner (a conditional update is not atomic on FerretDB under concurrency)."""
+        the one winner (a duplicate key tells the losers, with no read-modify-write to race)."""
         if not candidates:
             return
         gates: list[Document] = [

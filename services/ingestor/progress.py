@@ -28,10 +28,9 @@ def call_hash(path: str, params: Mapping[str, Any]) -> str:
 class ProgressManager:
     """The seed's progress manager: where each stream partition got to, and when.
 
-    Documents are keyed by ``_id = provider:stream:partition`` so every read and write is an
-    ``_id`` lookup (the only indexed read path on the local FerretDB; see docs/BENCHMARKS.md).
-    Both are idempotent, so a call that fails on a dropped connection is simply retried
-    (``retry``): a store restart mid-sync costs time, not the job.
+    Documents are keyed by ``_id = provider:stream:partition``: one natural key, so every read
+    and write is an ``_id`` lookup. Both are idempotent, so a call that fails on a dropped
+    connection is simply retried (``retry``): a store restart mid-sync costs time, not the job.
     """
 
     def __init__(

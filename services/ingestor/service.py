@@ -23,22 +23,21 @@ from shared.cloudevents import ce_headers
 from shared.contracts import IngestJob, new_id
 from shared.kafka import make_consumer, make_producer
 from shared.metrics import ServiceMetrics
-from shared.mongo import Document
+from shared.mongo import LEASES, Document
 from shared.service import serve
 from shared.settings import IngestorSettings
 
 log = logging.getLogger(__name__)
 
-LEASES = "leases"
-
 
 class SlotLease:
     """Leadership by time slot: whoever inserts ``{name}:{slot}`` first leads for that slot.
 
-    Only an insert with a unique ``_id`` is atomic on every MongoDB-wire server we run
-    (FerretDB's conditional updates are not atomic under concurrent writers), so the lease is
-    insert-only. The holder claims the next slot early (``renew_ahead``) and keeps it while it
-    lives; if it dies, another replica wins the next slot. Replicas never both lead a slot.
+    The lease is insert-only: an insert with a unique ``_id`` either wins or fails with a
+    duplicate key, with no read-modify-write to race on. Old slots expire through a TTL index
+    on ``expires_at`` (``shared.mongo.INDEXES``). The holder claims the next slot early
+    (``renew_ahead``) and keeps it while it lives; if it dies, another replica wins the next
+    slot. Replicas never both lead a slot.
     """
 
     def __init__(
@@ -63,9 +62,12 @@ class SlotLease:
 
     async def _claim(self, slot: int) -> bool:
         key = f"{self.name}:{slot}"
+        now = datetime.now(UTC)
+        # Kept well past its slot (for who-led-when questions), then expired by the TTL index.
+        expires = now + timedelta(seconds=max(self.slot_s * 10, 86_400))
         try:
             await self.collection.insert_one(
-                {"_id": key, "holder": self.holder, "at": datetime.now(UTC)}
+                {"_id": key, "holder": self.holder, "at": now, "expires_at": expires}
             )
             return True
         except DuplicateKeyError:

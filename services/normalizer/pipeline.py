@@ -33,7 +33,7 @@ from shared.contracts import (
 )
 from shared.contracts.base import utc_now
 from shared.contracts.messages import Entity
-from shared.mongo import CATEGORIES, EVENTS, EXTERNAL_EVENTS, Document
+from shared.mongo import CATEGORIES, EVENTS, EXTERNAL_EVENTS, Document, duplicates_only
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def profile_of(doc: dict[str, Any]) -> Profile:
 
 
 class CatalogueStore:
-    """MongoDB access, every read an ``_id`` lookup (fast on MongoDB and the local FerretDB)."""
+    """MongoDB access: reads by ``_id``, unordered bulk writes."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.db = db
@@ -177,12 +177,12 @@ class CatalogueStore:
     ) -> None:
         """Canonical events and blocks first, per-source records last (see Normalizer).
 
-        Documents this batch saw stored are replaced; the others are inserted, because
-        an insert is several times cheaper than an upsert on the local FerretDB (see
-        docs/BENCHMARKS.md). If an insert collides (a replay after a crash wrote it
-        already), the whole collection's part is redone as idempotent upserts. Blocks read
-        and found absent (``fresh_blocks``) are inserted, the others extended. ``relinks``
-        point per-source records that a merge moved at their new canonical event.
+        Documents this batch saw stored are replaced; the others are inserted, because an
+        insert is several times cheaper than an upsert (see docs/BENCHMARKS.md). An insert
+        that collides (a replay after a crash wrote it already) is redone as an idempotent
+        replace. Blocks read and found absent (``fresh_blocks``) are inserted, the others
+        extended. ``relinks`` point per-source records that a merge moved at their new
+        canonical event.
         """
         # Canonical events and blocks are independent: written together, then the rest.
         await asyncio.gather(
@@ -204,12 +204,14 @@ class CatalogueStore:
             if new:
                 await self.db[BLOCKS].insert_many(new, ordered=False)
                 self.writes[BLOCKS] += len(new)
-        except BulkWriteError:
+        except BulkWriteError as err:
+            collided = [new[i] for i in duplicates_only(err)]
+            self.writes[BLOCKS] += len(new) - len(collided)
             add += [
                 UpdateOne(
                     {"_id": d["_id"]}, {"$addToSet": {"ids": {"$each": d["ids"]}}}, upsert=True
                 )
-                for d in new
+                for d in collided
             ]
         if add:
             await self.db[BLOCKS].bulk_write(add, ordered=False)
@@ -226,9 +228,10 @@ class CatalogueStore:
             if fresh:
                 await self.db[collection].insert_many(fresh, ordered=False)
                 self.writes[collection] += len(fresh)
-        except BulkWriteError:
-            # FerretDB stops an unordered bulk at the first error: redo all, idempotently.
-            known += [_replace(d) for d in fresh]
+        except BulkWriteError as err:
+            collided = [fresh[i] for i in duplicates_only(err)]
+            self.writes[collection] += len(fresh) - len(collided)
+            known += [_replace(d) for d in collided]
         if known:
             await self.db[collection].bulk_write(known, ordered=False)
             self.writes[collection] += len(known)

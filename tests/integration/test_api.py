@@ -1,4 +1,4 @@
-"""The API process against the real Kafka and FerretDB: load, search, detail, the live change
+"""The API process against the real Kafka and store: load, search, detail, the live change
 feed, the store fallback, readiness, and schemathesis over the whole OpenAPI (no 5xx)."""
 
 from __future__ import annotations

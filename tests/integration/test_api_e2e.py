@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.contracts import Notification
@@ -23,30 +22,6 @@ from shared.settings import KafkaSettings, MongoSettings
 from tests.integration.test_api import api_env, api_topics, free_port, spawn, start_api, stop, tail
 from tests.kafka_read import read_topic
 from tests.sandbox import running_sandbox, sandbox_env
-
-
-async def start_group_at_end(kafka: KafkaSettings, topic: str, group: str) -> None:
-    """Commit the current end of ``topic`` for ``group``: a worker of that group reads only what
-    is published from now on (the ingestor always publishes to the shared ``raw.events``)."""
-    consumer: AIOKafkaConsumer[bytes, bytes] = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        # A topic created a moment ago (a fresh stack) may not be in the metadata yet.
-        parts: list[TopicPartition] = []
-        for _ in range(60):
-            await consumer._client.add_topic(topic)  # asks the broker for its metadata
-            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-            if parts:
-                break
-            await asyncio.sleep(0.5)
-        assert parts, f"{topic} has no partitions in the broker's metadata"
-        ends = await consumer.end_offsets(parts)
-        consumer.assign(parts)
-        await consumer.commit(dict(ends.items()))
-    finally:
-        await consumer.stop()
 
 
 async def poll(check: Any, what: str, timeout_s: float, logs: list[Path]) -> Any:
@@ -69,6 +44,7 @@ async def test_sync_search_import_notify_and_fetch_on_demand(
 ) -> None:
     topics = api_topics(unique)
     topics["dlq"] = f"raw.events.dlq.api-{unique}"
+    topics["raw"] = f"raw.events.api-{unique}"
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
     await admin.start()
     await admin.create_topics(
@@ -79,16 +55,9 @@ async def test_sync_search_import_notify_and_fetch_on_demand(
             for k, n in topics.items()
         ]
     )
-    existing = await admin.list_topics()
-    if "raw.events" not in existing:
-        await admin.create_topics([NewTopic("raw.events", 6, 1)])
     await admin.close()
     database = f"e2e_{unique}"
     app_id = f"normalizer-e2e-{unique}"
-    if "raw.events" in existing:
-        # Only what this test publishes; a topic created just now is empty anyway (and a
-        # fresh broker may not list its partitions to a new consumer for a while).
-        await start_group_at_end(kafka_settings, "raw.events", app_id)
     names = ("normalizer", "importer", "ingestor", "api", "notifier")
     logs = [tmp_path / f"{name}.log" for name in names]
     with running_sandbox("--tm-per-second", "0", "--sg-per-second", "0", events=400) as sandbox:
@@ -100,12 +69,14 @@ async def test_sync_search_import_notify_and_fetch_on_demand(
             "ENABLE_AUTO_SYNC": "false",
             "MONGO_DATABASE": database,
             "S3_BUCKET": f"e2e-{unique}",
+            "INGESTOR_RAW_TOPIC": topics["raw"],  # the CLI sync's too
         }
         normalizer = spawn(
             "services.normalizer",
             {
                 **base,
                 "NORMALIZER_APP_ID": app_id,
+                "NORMALIZER_INPUT_TOPIC": topics["raw"],
                 "NORMALIZER_CHANGES_TOPIC": topics["canonical"],
                 "NORMALIZER_DLQ_TOPIC": topics["dlq"],
                 "NORMALIZER_DATA_DIR": str(tmp_path / "faust"),

@@ -8,9 +8,10 @@ from benchmarks.faults import FAULTS, SuiteOptions, run_suite, table
 
 
 async def test_every_fault_once_loses_and_doubles_nothing(tmp_path: Path) -> None:
-    """A private Kafka, FerretDB, S3, sandbox and all five services (nothing shared is
-    touched); kill -9 of each service, a broker restart, the store frozen and stopped for
-    20 s, a failing sandbox — after each the pipeline converges and the invariants hold."""
+    """A private Kafka, MongoDB-wire server, S3, sandbox and all five services (nothing shared
+    is touched); kill -9 of each service and of the store, a broker restart, the store frozen
+    and stopped for 20 s, a failing sandbox — after each the pipeline converges and the
+    invariants hold."""
     options = SuiteOptions(
         runs=1,
         events=150,
@@ -32,6 +33,6 @@ async def test_every_fault_once_loses_and_doubles_nothing(tmp_path: Path) -> Non
     assert totals["local_events"] > 15
     assert totals["notifications"] >= totals["local_events"]
     restarted = {name for name, starts in totals["starts"].items() if starts >= 2}
-    assert {"normalizer", "importer", "notifier", "api", "ingestor", "kafka", "ferretdb"} <= (
+    assert {"normalizer", "importer", "notifier", "api", "ingestor", "kafka", "mongo"} <= (
         restarted
     )

@@ -502,7 +502,7 @@ async def test_store_stopped_for_20s_loses_nothing(
     tmp_path: Path,
     kafka_settings: KafkaSettings,
 ) -> None:
-    # A private MongoDB-wire server this test may freeze: the locally built FerretDB.
+    # A private MongoDB-wire server this test may freeze: the local stack's SecantusDB build.
     spec = importlib.util.spec_from_file_location("local_stack", ROOT / "deploy/local/stack.py")
     assert spec is not None
     assert spec.loader is not None
@@ -510,13 +510,12 @@ async def test_store_stopped_for_20s_loses_nothing(
     sys.modules["local_stack"] = local_stack  # its dataclasses look themselves up there
     spec.loader.exec_module(local_stack)
 
-    await asyncio.to_thread(local_stack.build_ferretdb)
+    await asyncio.to_thread(local_stack.build_mongo)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     store = await asyncio.create_subprocess_exec(
-        str(local_stack.FERRETDB_BIN), "--listen-addr", f"127.0.0.1:{port}",
-        "--sqlite-dir", str(tmp_path / "ferret"),
+        *local_stack.mongo_command({"port": port}, local_stack.RunDir(tmp_path / "store")),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     url = f"mongodb://127.0.0.1:{port}/"

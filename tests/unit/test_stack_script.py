@@ -41,12 +41,12 @@ def test_busy_override_port_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_previous_port_reused_when_free_else_replaced() -> None:
     free = stack.free_port()
-    assert stack.choose_port("ferretdb", "port", free) == free
+    assert stack.choose_port("mongo", "port", free) == free
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        assert stack.choose_port("ferretdb", "port", taken) != taken
+        assert stack.choose_port("mongo", "port", taken) != taken
 
 
 def test_ours_checks_the_exact_command() -> None:
@@ -57,7 +57,7 @@ def test_ours_checks_the_exact_command() -> None:
 
 
 def test_endpoints_from_state() -> None:
-    state = {"kafka": {"port": 1}, "ferretdb": {"port": 2}, "s3": {"port": 3}}
+    state = {"kafka": {"port": 1}, "mongo": {"port": 2}, "s3": {"port": 3}}
     assert stack.endpoints(state) == {
         "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
         "MONGO_URL": "mongodb://127.0.0.1:2/",
@@ -70,15 +70,19 @@ def test_unknown_component_rejected() -> None:
         stack.select(["zookeeper"])
 
 
-def test_kafka_and_ferretdb_files_live_in_the_given_run_dir(tmp_path: Path) -> None:
+def test_kafka_and_mongo_files_live_in_the_given_run_dir(tmp_path: Path) -> None:
     run = stack.RunDir(tmp_path / "run")
     ports = {"port": 1, "controller": 2}
     kafka = " ".join(stack.kafka_command(ports, run))
     assert f"-Dkafka.logs.dir={run.logs}" in kafka
     assert str(run.kafka / "server.properties") in kafka
     assert str(stack.DEFAULT_RUN.root) not in kafka
-    ferretdb = stack.ferretdb_command({"port": 3}, run)
-    assert ferretdb[-2:] == ["--sqlite-dir", str(tmp_path / "run" / "ferretdb" / "data")]
+    mongo = stack.mongo_command({"port": 3}, run)
+    assert mongo[mongo.index("--storage-path") + 1] == str(tmp_path / "run" / "mongo" / "data")
+    # Durable journaled writes, a capped cache, and no config file searched for elsewhere.
+    assert "--sync-on-commit" in mongo
+    assert mongo[mongo.index("--cache-size") + 1] == "512M"
+    assert (run.mongo / "secantusd.toml").exists()
     # Without one, the layout `./marquee up` has always used.
     assert stack.DEFAULT_RUN.root == stack.CACHE / "run"
     assert f"-Dkafka.logs.dir={stack.CACHE / 'run' / 'logs'}" in stack.kafka_command(ports)
@@ -112,3 +116,24 @@ def test_up_status_down_keep_to_the_given_run_dir(
     assert stack.status_of(sleeper, stack.load_state(run), run) == ("stopped", None)
     assert not stack.pid_alive(pid)
     assert "sleeper" in capsys.readouterr().out
+
+
+def test_mongo_server_is_pinned_and_built_outside_the_clone() -> None:
+    assert stack.SECANTUS_VERSION == "0.5.3-beta.196"
+    assert stack.SECANTUS_BIN.name == "secantusd-rs"
+    assert not stack.SECANTUS_BIN.is_relative_to(ROOT)  # shared by every clone on the machine
+
+
+def test_missing_cargo_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stack, "TOOLS", tmp_path)
+    monkeypatch.setattr(stack, "SECANTUS_ROOT", tmp_path / "secantus")
+    monkeypatch.setattr(stack, "SECANTUS_BIN", tmp_path / "secantus" / "bin" / "secantusd-rs")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(stack.StackError, match="built with cargo, which is not on PATH"):
+        stack.build_mongo(stack.RunDir(tmp_path / "run"))
+
+
+def test_failed_build_names_its_log(tmp_path: Path) -> None:
+    run = stack.RunDir(tmp_path / "run")
+    with pytest.raises(stack.StackError, match=f"log: {run.logs / 'build-false.log'}"):
+        stack.run_build(["false"], cwd=tmp_path, env=None, what="false thing", run=run)
