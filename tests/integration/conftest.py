@@ -100,11 +100,12 @@ class DemoSentinel:
         )
         await consumer.start()
         try:
-            topics = DEFAULT_TOPICS & set(await admin.list_topics())
+            topics = sorted(DEFAULT_TOPICS & set(await admin.list_topics()))
+            described = await admin.describe_topics(topics) if topics else []
             parts = [
-                TopicPartition(t, p)
-                for t in sorted(topics)
-                for p in sorted(consumer.partitions_for_topic(t) or ())
+                TopicPartition(t["topic"], p["partition"])
+                for t in described
+                for p in t["partitions"]
             ]
             ends = await consumer.end_offsets(parts) if parts else {}
             groups = {g[0] for g in await admin.list_consumer_groups()} & DEFAULT_GROUPS
