@@ -1,28 +1,32 @@
-"""Baseline ceilings: Kafka produce/consume and MongoDB-wire bulk upserts of 3 KB JSON records."""
+"""Baseline ceilings: Kafka produce/consume, MongoDB-wire bulk writes and indexed reads (3 KB)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import gc
+import json
 import platform
+import random
 import statistics
 import sys
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from pymongo import UpdateOne
+from pymongo import IndexModel, ReplaceOne, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shared.kafka import make_consumer, make_producer
-from shared.mongo import get_database, make_client
+from shared.mongo import Document, get_database, make_client, probe_capabilities, uses_index
 from shared.settings import KafkaSettings, MongoSettings
 from tests.stack import endpoints
 
@@ -148,61 +152,169 @@ async def kafka_consume(settings: KafkaSettings, topic: str, expected: int) -> F
     )
 
 
-async def mongo_upserts(
-    settings: MongoSettings, database: str, records: Sequence[bytes], batch: int
-) -> list[Figure]:
-    """Unordered bulk upserts by key with j=True: first pass inserts, second pass updates."""
-    client = make_client(settings, appname="marquee-bench")
-    db = get_database(client, settings, database)
-    col = db["bench_events"]
-    figures = []
-    try:
-        await col.drop()
-        docs = [orjson.loads(r) for r in records]
-        passes = (
-            (1, "new documents, filter _id", False),
-            (2, "existing documents, filter _id", False),
-            (3, "existing documents, filter _id + version guard", True),
+def event_documents(n: int, seed: int = 7) -> list[Document]:
+    """Per-source records as the store holds them, ~3 KB each, with the fields the read
+    indexes cover (source + external_id unique; category + start)."""
+    base = datetime(2027, 1, 1, tzinfo=UTC)
+    docs = []
+    for i, raw in enumerate(make_records(n, seed)):
+        doc = orjson.loads(raw)
+        docs.append(
+            {
+                "_id": f"ticketmaster:{doc['id']}",
+                "source": "ticketmaster",
+                "external_id": doc["id"],
+                "category": CATEGORIES[i % len(CATEGORIES)],
+                "start_utc": base + timedelta(minutes=37 * i),
+                "version": 1,
+                "payload": doc,
+            }
         )
-        for version, label, guarded in passes:
-            latencies = []
-            started = time.perf_counter()
-            for start in range(0, len(docs), batch):
-                ops = [
-                    UpdateOne(
-                        # The guard is how writers keep an older update from overwriting a
-                        # newer one: the filter then matches nothing for a stale version.
-                        {"_id": d["id"], "version": {"$lt": version}}
-                        if guarded
-                        else {"_id": d["id"]},
-                        {"$set": {**d, "version": version}},
-                        upsert=not guarded,
-                    )
-                    for d in docs[start : start + batch]
-                ]
-                t = time.perf_counter()
-                await col.bulk_write(ops, ordered=False)
-                latencies.append((time.perf_counter() - t) * 1000)
-                print(f"  {label}: {start + len(ops)}/{len(docs)}", end="\r", flush=True)
-            elapsed = time.perf_counter() - started
-            if await col.count_documents({"version": version}) != len(docs):
-                raise RuntimeError(f"bulk upsert of {label} did not write every document")
-            figures.append(
-                Figure(
-                    f"mongo unordered bulk upsert, {label} (j=True)",
-                    len(docs),
-                    elapsed,
-                    latencies,
-                    f"batch {batch}; latency per bulk",
+    return docs
+
+
+CATEGORIES = ("music", "sports", "theatre", "comedy", "family", "meetup", "film", "festival")
+
+
+async def timed_bulks(
+    label: str, docs: Sequence[Document], batch: int, write: Any, note: str
+) -> Figure:
+    latencies = []
+    started = time.perf_counter()
+    for start in range(0, len(docs), batch):
+        t = time.perf_counter()
+        await write(docs[start : start + batch])
+        latencies.append((time.perf_counter() - t) * 1000)
+        print(f"  {label}: {start + batch}/{len(docs)}", end="\r", flush=True)
+    return Figure(label, len(docs), time.perf_counter() - started, latencies, note)
+
+
+async def write_figures(
+    col: AsyncCollection[Document], docs: Sequence[Document], rewrites: int, batch: int
+) -> list[Figure]:
+    """Insert ``docs`` (new), ReplaceOne-upsert the first ``rewrites`` of them (they exist),
+    then update the same with a version guard (``{_id, version: {$lt: v}}``, how every writer
+    keeps an older update from overwriting a newer one): unordered bulks, j=True."""
+    note = f"batch {batch}; latency per bulk"
+
+    async def insert(chunk: Sequence[Document]) -> None:
+        await col.insert_many(chunk, ordered=False)
+
+    async def replace(chunk: Sequence[Document]) -> None:
+        await col.bulk_write(
+            [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in chunk], ordered=False
+        )
+
+    async def guarded(chunk: Sequence[Document]) -> None:
+        await col.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": d["_id"], "version": {"$lt": 3}},
+                    {"$set": {"payload": d["payload"], "version": 3}},
                 )
-            )
-    finally:
-        await client.drop_database(database)
-        await client.close()
+                for d in chunk
+            ],
+            ordered=False,
+        )
+
+    some = [{**d, "version": 2} for d in docs[:rewrites]]
+    figures = [
+        await timed_bulks("mongo insert, new documents (j=True)", docs, batch, insert, note),
+        await timed_bulks("mongo ReplaceOne upsert, existing (j=True)", some, batch, replace, note),
+        await timed_bulks("mongo version-guarded UpdateOne (j=True)", some, batch, guarded, note),
+    ]
+    if await col.count_documents({"version": 3}) != len(some):
+        raise RuntimeError("the guarded updates did not reach every document")
     return figures
 
 
-async def run(args: argparse.Namespace, kafka: str, mongo_url: str) -> list[Figure]:
+async def store_ceiling(
+    settings: MongoSettings, database: str, count: int, batch: int
+) -> list[Figure]:
+    """The store's write ceiling in a scratch database (dropped): insert, replace, guarded."""
+    client = make_client(settings, appname="marquee-bench")
+    try:
+        col = get_database(client, settings, database)["bench_events"]
+        return await write_figures(col, event_documents(count), count, batch)
+    finally:
+        await client.drop_database(database)
+        await client.close()
+
+
+async def mongo_figures(
+    settings: MongoSettings, database: str, args: argparse.Namespace
+) -> tuple[list[Figure], str]:
+    """Write rates (``write_figures`` over ``--documents``, ``--rewrites`` of them rewritten),
+    then indexed reads at that size, one at a time: ``find_one`` by (source, external_id)
+    through the unique secondary index, and a page (category + start range, sorted by start,
+    limit 20) through the compound index."""
+    client = make_client(settings, appname="marquee-bench")
+    db = get_database(client, settings, database)
+    col = db["bench_events"]
+    try:
+        server = (await probe_capabilities(db)).server
+        await col.create_indexes(
+            [
+                IndexModel([("source", 1), ("external_id", 1)], unique=True, name="source_id"),
+                IndexModel([("category", 1), ("start_utc", 1)], name="category_start"),
+            ]
+        )
+        docs = event_documents(args.documents)
+        figures = await write_figures(col, docs, args.rewrites, args.batch)
+        rng = random.Random(11)
+        latencies = []
+        started = time.perf_counter()
+        for _ in range(args.reads):
+            wanted = rng.choice(docs)
+            t = time.perf_counter()
+            found = await col.find_one(
+                {"source": "ticketmaster", "external_id": wanted["external_id"]}
+            )
+            latencies.append((time.perf_counter() - t) * 1000)
+            if found is None or found["_id"] != wanted["_id"]:
+                raise RuntimeError(f"find_one by source + external_id missed {wanted['_id']}")
+        figures.append(
+            Figure(
+                f"mongo find_one by source + external_id, {len(docs):,} docs",
+                args.reads,
+                time.perf_counter() - started,
+                latencies,
+                "unique secondary index; one at a time",
+            )
+        )
+        first, last = docs[0]["start_utc"], docs[-1]["start_utc"]
+        latencies = []
+        started = time.perf_counter()
+        for _ in range(args.reads):
+            since = first + (last - first) * rng.random() * 0.9
+            query = {
+                "category": rng.choice(CATEGORIES),
+                "start_utc": {"$gte": since, "$lt": since + timedelta(days=60)},
+            }
+            t = time.perf_counter()
+            page = await col.find(query, {"payload": 0}).sort("start_utc", 1).limit(20).to_list()
+            latencies.append((time.perf_counter() - t) * 1000)
+            if len(page) != 20 or page != sorted(page, key=lambda d: d["start_utc"]):
+                raise RuntimeError(f"a page answered {len(page)} documents, or out of order")
+        plan = await col.find(query).sort("start_utc", 1).limit(20).explain()
+        if not uses_index(plan):
+            raise RuntimeError("the page query was planned as a collection scan")
+        figures.append(
+            Figure(
+                f"mongo page: category + start range, sort, limit 20, {len(docs):,} docs",
+                args.reads,
+                time.perf_counter() - started,
+                latencies,
+                "compound index (category, start_utc)",
+            )
+        )
+    finally:
+        await client.drop_database(database)
+        await client.close()
+    return figures, server
+
+
+async def run(args: argparse.Namespace, kafka: str, mongo_url: str) -> tuple[list[Figure], str]:
     kafka_settings = KafkaSettings(bootstrap_servers=kafka, client_id="marquee-bench")
     mongo_settings = MongoSettings(url=mongo_url)
     topic = f"bench.{uuid.uuid4().hex[:8]}"
@@ -218,15 +330,34 @@ async def run(args: argparse.Namespace, kafka: str, mongo_url: str) -> list[Figu
             await kafka_produce_one_by_one(kafka_settings, topic, records[: args.single])
         )
         figures.append(await kafka_consume(kafka_settings, topic, len(records) + args.single))
-        figures.extend(
-            await mongo_upserts(
-                mongo_settings, f"bench_{uuid.uuid4().hex[:8]}", records[: args.mongo], args.batch
-            )
-        )
+        found, server = await mongo_figures(mongo_settings, f"bench_{uuid.uuid4().hex[:8]}", args)
+        figures.extend(found)
     finally:
         await admin.delete_topics([topic])
         await admin.close()
-    return figures
+    return figures, server
+
+
+def summary(figures: Sequence[Figure], server: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--json`` object (keys documented in docs/BENCHMARKS.md)."""
+    produce, single, consume, insert, replace, guarded, find, page = figures
+    return {
+        "benchmark": "baseline",
+        "store_server": server,
+        "record_bytes": RECORD_BYTES,
+        "batch": args.batch,
+        "documents": args.documents,
+        "kafka_produce_records_per_s": round(produce.rate),
+        "kafka_produce_one_by_one_records_per_s": round(single.rate),
+        "kafka_consume_records_per_s": round(consume.rate),
+        "store_insert_docs_per_s": round(insert.rate),
+        "store_replace_docs_per_s": round(replace.rate),
+        "store_guarded_update_docs_per_s": round(guarded.rate),
+        "store_find_secondary_p50_ms": round(find.percentile(50), 2),
+        "store_find_secondary_p99_ms": round(find.percentile(99), 2),
+        "store_page_p50_ms": round(page.percentile(50), 2),
+        "store_page_p99_ms": round(page.percentile(99), 2),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -234,15 +365,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=20_000, help="Kafka records (3 KB each)")
     parser.add_argument("--single", type=int, default=500, help="records sent one by one")
     parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--mongo", type=int, default=5_000, help="documents for bulk upserts")
+    parser.add_argument(
+        "--documents", type=int, default=100_000, help="documents inserted, then read by index"
+    )
+    parser.add_argument(
+        "--rewrites", type=int, default=10_000, help="of those, replaced then guarded-updated"
+    )
+    parser.add_argument("--reads", type=int, default=500, help="timed reads of each kind")
     parser.add_argument("--batch", type=int, default=500, help="operations per bulk write")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
     with endpoints() as ends:
         print(f"servers: {ends.origin} (kafka {ends.kafka}, mongo {ends.mongo_url})", flush=True)
-        figures = asyncio.run(run(args, ends.kafka, ends.mongo_url))
+        figures, server = asyncio.run(run(args, ends.kafka, ends.mongo_url))
     print(
         f"\nmachine: {platform.machine()}, {platform.python_implementation()} "
-        f"{platform.python_version()}, record size {RECORD_BYTES} B"
+        f"{platform.python_version()}, record size {RECORD_BYTES} B; store: {server}"
     )
     print("| measurement | records | records/s | MB/s | p50 ms | p99 ms | notes |")
     print("|---|---:|---:|---:|---:|---:|---|")
@@ -250,6 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(figure.row())
     produce, single = figures[0], figures[1]
     print(f"\npipelined / one-by-one produce: {produce.rate / single.rate:.1f}x")
+    if args.json:
+        print(json.dumps(summary(figures, server, args)))
     return 0
 
 

@@ -15,7 +15,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.baseline import make_records, mongo_upserts
+from benchmarks.baseline import store_ceiling
 from benchmarks.dedupe_eval import records as world_records
 from benchmarks.system import Proc, on_shared_stack, scratch_database, scratch_topics, service_env
 from deploy.local.stack import free_port
@@ -36,10 +36,8 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> None:
     size = sum(len(p) for p in payloads) / len(payloads)
     print(f"{len(raws):,} raw records, {size:,.0f} bytes on average", flush=True)
 
-    # The ceiling, measured now on the same server: bare unordered bulk upserts (j=True).
-    ceiling = await mongo_upserts(
-        mongo_settings, f"ceiling_{unique}", make_records(args.ceiling), args.batch
-    )
+    # The ceiling, measured now on the same server: bare unordered bulk writes (j=True).
+    ceiling = await store_ceiling(mongo_settings, f"ceiling_{unique}", args.ceiling, args.batch)
     database = f"bench_norm_{unique}"
     port = free_port()
     work = Path(tempfile.mkdtemp(prefix="bench-normalizer-"))

@@ -7,7 +7,14 @@ import sys
 from dataclasses import dataclass
 
 from shared.kafka import ensure_topics
-from shared.mongo import ensure_indexes, get_database, make_client
+from shared.mongo import (
+    StoreCapabilities,
+    StoreCapabilityError,
+    ensure_indexes,
+    get_database,
+    make_client,
+    probe_capabilities,
+)
 from shared.s3 import ensure_bucket, s3_client
 from shared.settings import ServiceSettings
 
@@ -15,6 +22,7 @@ from shared.settings import ServiceSettings
 @dataclass(frozen=True, slots=True)
 class Bootstrapped:
     topics_created: list[str]
+    store: StoreCapabilities
     indexes: dict[str, list[str]]
     bucket: str
     bucket_created: bool
@@ -24,17 +32,25 @@ async def bootstrap(settings: ServiceSettings) -> Bootstrapped:
     topics = await ensure_topics(settings.kafka)
     client = make_client(settings.mongo, appname="marquee-bootstrap")
     try:
-        indexes = await ensure_indexes(get_database(client, settings.mongo))
+        # Before anything is created: a server that lacks a feature stops here, named.
+        db = get_database(client, settings.mongo)
+        store = await probe_capabilities(db)
+        indexes = await ensure_indexes(db)
     finally:
         await client.close()
     async with s3_client(settings.s3) as s3:
         bucket_created = await ensure_bucket(s3, settings.s3.bucket, settings.s3.region)
-    return Bootstrapped(topics, indexes, settings.s3.bucket, bucket_created)
+    return Bootstrapped(topics, store, indexes, settings.s3.bucket, bucket_created)
 
 
 def main() -> int:
-    done = asyncio.run(bootstrap(ServiceSettings()))
+    try:
+        done = asyncio.run(bootstrap(ServiceSettings()))
+    except StoreCapabilityError as err:
+        print(f"bootstrap: {err}", file=sys.stderr)
+        return 2
     print(f"topics created: {', '.join(done.topics_created) or 'none (all exist)'}")
+    print(f"store: {done.store.server} ({', '.join(done.store.checked)})")
     print(f"indexes ensured on: {', '.join(done.indexes)}")
     print(f"bucket {done.bucket}: {'created' if done.bucket_created else 'exists'}")
     return 0

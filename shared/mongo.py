@@ -148,13 +148,14 @@ def uses_index(explain: Document) -> bool:
     return "COLLSCAN" not in stages and bool(stages & {"IXSCAN", "IDHACK", "EXPRESS_IXSCAN"})
 
 
-async def probe_capabilities(client: AsyncMongoClient[Document]) -> StoreCapabilities:
+async def probe_capabilities(db: AsyncDatabase[Document]) -> StoreCapabilities:
     """Check the server does what the code relies on; raise StoreCapabilityError naming what not.
 
     Run at stack start, by the test fixtures and by ``shared.bootstrap``: a server that lacks a
     feature fails there with one clear sentence instead of deep inside a service. It works in a
-    scratch database of its own, dropped afterwards.
+    scratch collection of ``db`` (the rights a service has already), dropped afterwards.
     """
+    client = db.client
     hello = await client.admin.command("hello")
     build = await client.admin.command("buildInfo")
     version = str(build.get("version", "?"))
@@ -171,10 +172,9 @@ async def probe_capabilities(client: AsyncMongoClient[Document]) -> StoreCapabil
 
     if wire < MIN_WIRE_VERSION:
         raise missing(f"wire version {MIN_WIRE_VERSION}+", f"it speaks {wire}")
-    db = client.get_database(f"marquee_probe_{uuid.uuid4().hex[:8]}")
+    col = db[f"_capability_probe_{uuid.uuid4().hex[:8]}"]
     checked = [f"wire version {wire}"]
     try:
-        col = db["probe"]
         await col.create_indexes(
             [
                 IndexModel([("k", ASCENDING), ("n", ASCENDING)], unique=True, name="k_n"),
@@ -236,5 +236,5 @@ async def probe_capabilities(client: AsyncMongoClient[Document]) -> StoreCapabil
     except Exception as err:
         raise missing("a feature Marquee relies on", f"{type(err).__name__}: {err}") from err
     finally:
-        await client.drop_database(db.name)
+        await col.drop()
     return StoreCapabilities(server, wire, tuple(checked))

@@ -40,8 +40,10 @@ def stack() -> Iterator[Endpoints]:
 
         async def probe() -> None:
             client = make_client(MongoSettings(url=found.mongo_url), appname="marquee-probe")
+            scratch = f"test_probe_{uuid.uuid4().hex[:8]}"
             try:
-                await probe_capabilities(client)
+                await probe_capabilities(client[scratch])
+                await client.drop_database(scratch)
             finally:
                 await client.close()
 

@@ -469,7 +469,8 @@ def mongo_probe(ports: dict[str, int]) -> str:
             f"mongodb://{HOST}:{ports['port']}/", serverSelectionTimeoutMS=5000
         )
         try:
-            found = await probe_capabilities(client)
+            # The database the services use by default: the probe leaves nothing behind there.
+            found = await probe_capabilities(client[os.environ.get("MONGO_DATABASE", "marquee")])
         finally:
             await client.close()
         return f"{found.server}: {', '.join(found.checked)}"
