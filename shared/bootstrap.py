@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from shared.contracts.topics import TOPICS, Topic
 from shared.kafka import ensure_topics
 from shared.mongo import (
     StoreCapabilities,
@@ -16,7 +18,7 @@ from shared.mongo import (
     probe_capabilities,
 )
 from shared.s3 import ensure_bucket, s3_client
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, named_settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +30,18 @@ class Bootstrapped:
     bucket_created: bool
 
 
+def configured_topics(env: dict[str, str] | None = None) -> list[Topic]:
+    """The topic table under the names the services are configured with (their ``*_TOPIC``
+    settings), so a deployment that renames a topic gets it created under that name."""
+    env = dict(os.environ if env is None else env)
+    names: dict[str, set[str]] = {}
+    for var, default in named_settings(suffix="_topic").items():
+        names.setdefault(default, set()).add(env.get(var, default))
+    return [replace(t, name=n) for t in TOPICS for n in sorted(names.get(t.name, {t.name}))]
+
+
 async def bootstrap(settings: ServiceSettings) -> Bootstrapped:
-    topics = await ensure_topics(settings.kafka)
+    topics = await ensure_topics(settings.kafka, configured_topics())
     client = make_client(settings.mongo, appname="marquee-bootstrap")
     try:
         # Before anything is created: a server that lacks a feature stops here, named.

@@ -331,3 +331,24 @@ class ApiSettings(ServiceSettings):
     access_log: bool = Field(
         default=True, description="one JSON line per request (probes and /metrics left out)"
     )
+
+
+SERVICE_SETTINGS: tuple[type[ServiceSettings], ...] = (
+    IngestorSettings,
+    NormalizerSettings,
+    ImporterSettings,
+    NotifierSettings,
+    ApiSettings,
+)
+
+
+def named_settings(*fields: str, suffix: str = "") -> dict[str, str]:
+    """``ENV_VAR: default`` of every service setting named in ``fields`` or ending in ``suffix``
+    (topic names, consumer groups): what a deployment or a test renames."""
+    found = {}
+    for settings in SERVICE_SETTINGS:
+        prefix = str(settings.model_config.get("env_prefix"))
+        for field, info in settings.model_fields.items():
+            if field in fields or (suffix and field.endswith(suffix)):
+                found[f"{prefix}{field}".upper()] = str(info.default)
+    return found

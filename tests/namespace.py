@@ -2,47 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic_settings import BaseSettings
-
 from shared.contracts.topics import TOPICS
-from shared.settings import (
-    ApiSettings,
-    ImporterSettings,
-    IngestorSettings,
-    MongoSettings,
-    NormalizerSettings,
-    NotifierSettings,
-    S3Settings,
-)
-
-SERVICE_SETTINGS: tuple[type[BaseSettings], ...] = (
-    IngestorSettings,
-    NormalizerSettings,
-    ImporterSettings,
-    NotifierSettings,
-    ApiSettings,
-)
+from shared.settings import MongoSettings, S3Settings, named_settings
 
 # What a deployment (the demo) uses when nothing is set: a test run must never touch these.
 DEFAULT_DATABASE: str = MongoSettings.model_fields["database"].default
 DEFAULT_BUCKET: str = S3Settings.model_fields["bucket"].default
+GROUPS = named_settings("group_id", "updates_group_id", "app_id")
+TOPIC_SETTINGS = named_settings(suffix="_topic")
 
-
-def _names(kind: str) -> dict[str, str]:
-    """``ENV_VAR: default`` of every setting of that kind (topic, group) across the services."""
-    found = {}
-    for settings in SERVICE_SETTINGS:
-        prefix = str(settings.model_config.get("env_prefix"))
-        for field, info in settings.model_fields.items():
-            if (kind == "topic" and field.endswith("_topic")) or (
-                kind == "group" and field in ("group_id", "updates_group_id", "app_id")
-            ):
-                found[f"{prefix}{field}".upper()] = str(info.default)
-    return found
-
-
-DEFAULT_TOPICS: frozenset[str] = frozenset({t.name for t in TOPICS} | set(_names("topic").values()))
-DEFAULT_GROUPS: frozenset[str] = frozenset(_names("group").values())
+DEFAULT_TOPICS: frozenset[str] = frozenset({t.name for t in TOPICS} | set(TOPIC_SETTINGS.values()))
+DEFAULT_GROUPS: frozenset[str] = frozenset(GROUPS.values())
 
 
 def isolated_env(unique: str) -> dict[str, str]:
@@ -51,6 +21,6 @@ def isolated_env(unique: str) -> dict[str, str]:
     A topic's name is derived from its default, so two services that share a topic by default
     (the ingestor's raw topic is the normalizer's input) still share it.
     """
-    env = {var: f"{name}.{unique}" for var, name in _names("topic").items()}
-    env |= {var: f"{name}-{unique}" for var, name in _names("group").items()}
+    env = {var: f"{name}.{unique}" for var, name in TOPIC_SETTINGS.items()}
+    env |= {var: f"{name}-{unique}" for var, name in GROUPS.items()}
     return env | {"MONGO_DATABASE": f"test_{unique}", "S3_BUCKET": f"test-{unique}"}
