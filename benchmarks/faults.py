@@ -521,7 +521,8 @@ class Marks:
 
 async def kill_and_restart(suite: Suite, name: str, down_s: float = 1.0) -> None:
     proc = suite.p.procs[name]
-    proc.supervised = False
+    # Servers are not supervised (a fault stops them on purpose): put back what it was.
+    supervised, proc.supervised = proc.supervised, False
     try:
         suite.fault_at = time.monotonic()
         await proc.kill()
@@ -529,7 +530,7 @@ async def kill_and_restart(suite: Suite, name: str, down_s: float = 1.0) -> None
         await asyncio.sleep(down_s)
         await proc.restart()
     finally:
-        proc.supervised = True
+        proc.supervised = supervised
 
 
 async def raw_grew(suite: Suite, marks: Marks) -> bool:
