@@ -529,6 +529,7 @@ async def kill_and_restart(suite: Suite, name: str, down_s: float = 1.0) -> None
         say(f"killed {name} (kill -9), pid {proc.pid}")
         await asyncio.sleep(down_s)
         await proc.restart()
+        say(f"{name} ready again {time.monotonic() - suite.fault_at:.1f}s after the kill")
     finally:
         proc.supervised = supervised
 
