@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import math
 import os
 import random
 import re
@@ -29,6 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -66,6 +69,22 @@ class Figure:
             f"| {self.name} | {self.requests:,} | {self.rate:,.0f} | {self.pct(50):.1f} | "
             f"{self.pct(95):.1f} | {self.pct(99):.1f} | {self.errors} |"
         )
+
+    def summary(self, prefix: str) -> dict[str, Any]:
+        """This figure's ``--json`` keys (a percentile without samples is null)."""
+
+        def ms(q: float) -> float | None:
+            value = self.pct(q)
+            return None if math.isnan(value) else round(value, 2)
+
+        return {
+            f"{prefix}_requests": self.requests,
+            f"{prefix}_req_per_s": round(self.rate, 1),
+            f"{prefix}_p50_ms": ms(50),
+            f"{prefix}_p95_ms": ms(95),
+            f"{prefix}_p99_ms": ms(99),
+            f"{prefix}_errors": self.errors,
+        }
 
 
 def free_port() -> int:
@@ -208,7 +227,7 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def run(args: argparse.Namespace, env: dict[str, str]) -> int:
+async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     kafka = KafkaSettings(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"])
     mongo = MongoSettings(url=env["MONGO_URL"])
     database = f"bench_api_{args.events}"
@@ -255,7 +274,8 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> int:
                     pass
                 await asyncio.sleep(2)
         load_s = time.monotonic() - started
-        print(f"API ready in {load_s:.0f}s, RSS {rss_mb(proc.pid):,.0f} MB", flush=True)
+        ready_rss = rss_mb(proc.pid)
+        print(f"API ready in {load_s:.0f}s, RSS {ready_rss:,.0f} MB", flush=True)
         keys = await sample_keys(mongo, database, args.events, 3000)
         detail_paths = [f"/external-events/{k.replace(':', '/', 1)}" for k in keys]
         paths = search_paths(500)
@@ -265,15 +285,17 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> int:
         detail = await open_loop(port, token, detail_paths, args.rate, args.seconds)
         detail.name = f"detail at {args.rate:.0f} req/s (open loop)"
         await asyncio.sleep(2)
-        if shutil.which("wrk") and not args.no_wrk:
+        wrk = bool(shutil.which("wrk")) and not args.no_wrk
+        if wrk:
             search = wrk_search(port, token, paths, args.seconds, args.conns)
             search.name = f"search, 20 results, max rate (wrk, {args.conns} conns)"
         else:
             search = await open_loop(port, token, paths, args.search_rate, args.seconds)
             search.name = f"search, 20 results, at {args.search_rate:.0f} req/s (open loop)"
+        after_rss = rss_mb(proc.pid)
         print(
             f"\n{seeded.externals:,} per-source records, {seeded.canonicals:,} canonical events;"
-            f" API load {load_s:.0f}s; RSS after the runs {rss_mb(proc.pid):,.0f} MB\n"
+            f" API load {load_s:.0f}s; RSS after the runs {after_rss:,.0f} MB\n"
         )
         print("| measurement | requests | req/s | p50 ms | p95 ms | p99 ms | errors |")
         print("|---|---:|---:|---:|---:|---:|---:|")
@@ -281,7 +303,20 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> int:
         print(search.row())
         ok = detail.pct(99) <= 50 and search.rate >= 600 and search.pct(95) <= 100
         print(f"\ngoals (detail p99 <= 50 ms at 500/s; search >= 600/s, p95 <= 100 ms): {ok}")
-        return 0
+        return {
+            "benchmark": "api",
+            "records": seeded.externals,
+            "canonical_events": seeded.canonicals,
+            "load_s": round(load_s, 1),
+            "rss_ready_mb": None if math.isnan(ready_rss) else round(ready_rss),
+            "rss_after_mb": None if math.isnan(after_rss) else round(after_rss),
+            "detail_target_req_per_s": args.rate,
+            **detail.summary("detail"),
+            "search_tool": "wrk" if wrk else "open loop",
+            "search_target_req_per_s": None if wrk else args.search_rate,
+            **search.summary("search"),
+            "goals_met": ok,
+        }
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -300,9 +335,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache-minutes", type=float, default=0, help="response cache TTL")
     parser.add_argument("--no-wrk", action="store_true")
     parser.add_argument("--log", default=str(Path(tempfile.gettempdir()) / "bench-api.log"))
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
     with endpoints() as found:
-        return asyncio.run(run(args, found.env()))
+        summary = asyncio.run(run(args, found.env()))
+    if args.json:
+        print(json.dumps(summary))
+    return 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import time
 from collections import defaultdict
@@ -95,17 +96,31 @@ def evaluate(world: World, threshold: float | None = None) -> dict[str, float]:
     }
 
 
+def summary(result: dict[str, float], args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--json`` object (keys documented in docs/BENCHMARKS.md)."""
+    return {
+        "benchmark": "dedupe_eval",
+        "events": args.events,
+        "seed": args.seed,
+        "threshold": args.threshold,
+        **{k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()},
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threshold", type=float, default=None)
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
     world = World(seed=args.seed, events=args.events)
     result = evaluate(world, args.threshold)
     print(f"world: {args.events:,} performances, seed {args.seed}")
     for name, value in result.items():
         print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value:,}")
+    if args.json:
+        print(json.dumps(summary(result, args)))
     return 0 if result["precision"] >= 0.98 and result["recall"] >= 0.98 else 1
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import tempfile
 import time
@@ -478,7 +479,74 @@ def report(figures: dict[str, Any], seconds: float) -> str:
     return "\n".join(lines)
 
 
-async def run(args: argparse.Namespace) -> str:
+def summary(figures: dict[str, Any], seconds: float, args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--json`` object (keys documented in docs/BENCHMARKS.md); null: not measured."""
+
+    def per_s(count: float, secs: float) -> int:
+        return round(count / max(secs, 1e-9))
+
+    out: dict[str, Any] = {
+        "benchmark": "e2e",
+        "events": args.events,
+        "seed": args.seed,
+        "whole_run_s": round(seconds, 1),
+    }
+    # ``phase and value``: null when that phase did not run (no imports, no --under-load).
+    bulk = figures.get("bulk")
+    out |= {
+        "bulk_world_records": bulk and bulk["world_records"],
+        "bulk_published_records": bulk and bulk["published"],
+        "bulk_raw_messages": bulk and bulk["raw_messages"],
+        "bulk_stored_records": bulk and bulk["records"],
+        "bulk_canonical_events": bulk and bulk["canonical"],
+        "bulk_ingest_s": bulk and round(bulk["ingest_s"], 1),
+        "bulk_ingest_records_per_s": bulk and per_s(bulk["published"], bulk["ingest_s"]),
+        "bulk_normalize_s": bulk and round(bulk["normalize_s"], 1),
+        "bulk_normalize_records_per_s": bulk and per_s(bulk["raw_messages"], bulk["normalize_s"]),
+        "bulk_normalizer_busy_s": bulk and round(bulk["normalizer_busy_s"], 1),
+        "bulk_normalizer_busy_records_per_s": bulk
+        and per_s(bulk["normalizer_handled"], bulk["normalizer_busy_s"]),
+        "bulk_api_after_normalizer_s": bulk and round(bulk["api_after_normalizer_s"], 1),
+        "bulk_total_s": bulk and round(bulk["total_s"], 1),
+        "bulk_total_records_per_s": bulk and per_s(bulk["records"], bulk["total_s"]),
+        "bulk_canonical_events_per_s": bulk and per_s(bulk["canonical"], bulk["total_s"]),
+        "under_load_backlog_records": figures.get("backlog"),
+    }
+    imports = figures.get("imports")
+    out |= {
+        "imports_requests": imports and imports["requests"],
+        "imports_imported": imports and imports["imported"],
+        "imports_answered_s": imports and round(imports["answered_s"], 2),
+        "imports_per_s": imports and per_s(imports["requests"], imports["answered_s"]),
+        "imports_notifications": imports and imports["notifications"],
+        "imports_notified_s": imports and round(imports["notified_s"], 2),
+    }
+    for label, prefix in (("idle", "freshness_idle"), ("under load", "freshness_load")):
+        found = figures.get(f"freshness {label}")
+        samples: list[Sample] = found["samples"] if found else []
+        out |= {
+            f"{prefix}_changes": found and len(samples),
+            f"{prefix}_misses": found and found["misses"],
+            f"{prefix}_never_shown": found and sum(1 for x in samples if x.record_s is None),
+        }
+        stages: dict[str, list[float | None]] = {
+            "raw": [x.raw_s for x in samples],
+            "canonical": [x.canonical_s for x in samples],
+            "event": [x.event_s for x in samples],
+            "record": [x.record_s for x in samples],
+        }
+        for stage, maybe in stages.items():
+            values = [v for v in maybe if v is not None]
+            out |= {
+                f"{prefix}_{stage}_samples": len(values) if found else None,
+                f"{prefix}_{stage}_p50_s": round(pct(values, 0.5), 3) if values else None,
+                f"{prefix}_{stage}_p99_s": round(pct(values, 0.99), 3) if values else None,
+                f"{prefix}_{stage}_max_s": round(max(values), 3) if values else None,
+            }
+    return out
+
+
+async def run(args: argparse.Namespace) -> tuple[dict[str, Any], float]:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="marquee-e2e-"))
     pipeline = Pipeline(
         Options(
@@ -502,7 +570,7 @@ async def run(args: argparse.Namespace) -> str:
             await bench.stop()
     finally:
         await pipeline.close()
-    return report(bench.figures, time.monotonic() - began)
+    return bench.figures, time.monotonic() - began
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -519,8 +587,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--load-timeout", type=float, default=1800.0, help="per sample, loaded")
     parser.add_argument("--spotify", type=int, default=100, help="Spotify lookups per sync")
     parser.add_argument("--workdir", type=Path, help="keep data and logs here")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
-    print(run_stoppable(run(args)))
+    figures, seconds = run_stoppable(run(args))
+    print(report(figures, seconds))
+    if args.json:
+        print(json.dumps(summary(figures, seconds, args)))
     return 0
 
 

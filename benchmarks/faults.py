@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 import tempfile
@@ -692,6 +693,47 @@ def table(outcomes: Sequence[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def summary(
+    outcomes: Sequence[Outcome], totals: dict[str, Any], options: SuiteOptions
+) -> dict[str, Any]:
+    """The ``--json`` object: the table's sums per fault, and the totals (docs/BENCHMARKS.md)."""
+    faults: dict[str, dict[str, Any]] = {}
+    for fault in dict.fromkeys(o.fault for o in outcomes):
+        rows = [o for o in outcomes if o.fault == fault]
+        faults[fault] = {
+            "runs": len(rows),
+            "ok": sum(o.ok for o in rows),
+            "failed": sum(not o.ok for o in rows),
+            "hit": sum(o.hit for o in rows),
+            "recovered": sum(o.recovered for o in rows),
+            "recovery_max_s": round(max(o.recovery_s for o in rows), 1),
+            "lost": sum(o.lost for o in rows),
+            "duplicates": sum(o.duplicates for o in rows),
+            "versions_back": sum(o.versions_back for o in rows),
+            "dlq_unexpected": sum(o.dlq_unexpected for o in rows),
+            "api_stale": sum(o.api_stale for o in rows),
+            "unanswered": sum(o.unanswered for o in rows),
+            "crashes": sum(o.crashes for o in rows),
+            "jobs_failed": sum(o.jobs_failed for o in rows),
+        }
+    return {
+        "benchmark": "faults",
+        "runs": options.runs,
+        "events": options.events,
+        "rounds": len(outcomes),
+        "failed_rounds": sum(not o.ok for o in outcomes),
+        "ok": all(o.ok for o in outcomes),
+        "faults": faults,
+        "records": totals["records"],
+        "canonical_events": totals["canonical"],
+        "local_events": totals["local_events"],
+        "import_requests": totals["requests"],
+        "notifications": totals["notifications"],
+        "whole_run_s": round(totals["seconds"], 1),
+        "uncovered": [f"{provider} {category}" for provider, category in totals["uncovered"]],
+    }
+
+
 async def run_suite(options: SuiteOptions) -> tuple[list[Outcome], dict[str, Any]]:
     """Start a private pipeline, run every fault ``runs`` times, return outcomes and totals."""
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="marquee-faults-"))
@@ -765,6 +807,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="extra environment for every service, e.g. BROKER_SESSION_TIMEOUT=15 (faust)",
     )
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
     faults = [f for f in args.faults.split(",") if f]
     unknown = sorted(set(faults) - set(FAULTS))
@@ -792,6 +835,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = [o for o in outcomes if not o.ok]
     for o in failed:
         print(f"FAILED {o.fault} run {o.run}: {'; '.join(o.notes)}")
+    if args.json:
+        print(json.dumps(summary(outcomes, totals, options)))
     return 1 if failed else 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
@@ -17,6 +18,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -76,7 +78,7 @@ async def phase(
     topic: str,
     results: Results,
     worker: Proc,
-) -> None:
+) -> dict[str, Any]:
     sent: dict[str, float] = {}
     started = time.perf_counter()
     pending = []
@@ -102,9 +104,17 @@ async def phase(
         f"{max(latencies):>9,.0f}",
         flush=True,
     )
+    return {
+        "requests": len(reqs),
+        "imported": imported,
+        "imports_per_s": round(len(reqs) / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p95_ms": round(pct(latencies, 0.95), 1),
+        "max_ms": round(max(latencies), 1),
+    }
 
 
-async def run(args: argparse.Namespace, env: dict[str, str]) -> None:
+async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     kafka = KafkaSettings(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"])
     mongo_settings = MongoSettings(url=env["MONGO_URL"])
     unique = uuid.uuid4().hex[:8]
@@ -118,8 +128,9 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> None:
         cat = catalogue(total, prefix=unique[:4])
         started = time.perf_counter()
         await seed(db, cat)
+        seed_s = time.perf_counter() - started
         print(f"seeded {len(cat.externals):,} per-source and {total:,} canonical events "
-              f"in {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
+              f"in {seed_s:.1f} s", flush=True)  # fmt: skip
         log = Path(tempfile.mkdtemp(prefix="bench-importer-")) / "importer.log"
         say(f"importer log: {log}")
         worker = Proc(
@@ -159,16 +170,34 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> None:
                   f"{'p50 ms':>9} {'p95 ms':>9} {'max ms':>9}")  # fmt: skip
             burst = reqs[1 : 1 + args.burst]
             label = f"burst ({args.burst:,} at once)"
-            await phase(label, burst, None, producer, names["requests"], results, worker)
+            burst_figures = await phase(
+                label, burst, None, producer, names["requests"], results, worker
+            )
+            paced_figures: dict[str, Any] = {}
             if args.paced:
                 paced = reqs[1 + args.burst :]
                 label = f"paced ({args.rate:g}/s)"
-                await phase(label, paced, args.rate, producer, names["requests"], results, worker)
+                paced_figures = await phase(
+                    label, paced, args.rate, producer, names["requests"], results, worker
+                )
         finally:
             reader.cancel()
             await results.consumer.stop()
             await producer.stop()
             await worker.stop()
+    summary: dict[str, Any] = {
+        "benchmark": "importer",
+        "batch": args.batch,
+        "partitions": args.partitions,
+        "seeded_records": len(cat.externals),
+        "seeded_canonical_events": total,
+        "seed_s": round(seed_s, 2),
+        "paced_target_per_s": args.rate,
+    }
+    for name, figures in (("burst", burst_figures), ("paced", paced_figures)):
+        for key in ("requests", "imported", "imports_per_s", "p50_ms", "p95_ms", "max_ms"):
+            summary[f"{name}_{key}"] = figures.get(key)
+    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,8 +207,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="paced requests per second")
     parser.add_argument("--batch", type=int, default=500, help="IMPORTER_BATCH_SIZE")
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
-    return on_shared_stack(run, args)
+    summary = on_shared_stack(run, args)
+    if args.json:
+        print(json.dumps(summary))
+    return 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import sys
 import time
@@ -11,6 +12,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -63,7 +65,7 @@ async def publish_only(resources: Resources, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-async def run(args: argparse.Namespace, base: str, kafka: str) -> None:
+async def run(args: argparse.Namespace, base: str, kafka: str) -> dict[str, Any]:
     settings = IngestorSettings()
     async with httpx.AsyncClient() as http:
         directory = (await http.get(f"{base}/_sandbox/directory")).json()
@@ -124,13 +126,23 @@ async def run(args: argparse.Namespace, base: str, kafka: str) -> None:
     print(f"\nworld: {args.events:,} performances, horizon {args.days} days, sandbox limits off")
     print("| run | seconds | records | records/s | calls (list + detail) | spotify calls |")
     print("|---|---:|---:|---:|---:|---:|")
-    for label, seconds, counter, reports in figures:
+    summary: dict[str, Any] = {"benchmark": "ingest", "events": args.events, "days": args.days}
+    prefixes = ("first_sync", "second_sync", "repoll")
+    for prefix, (label, seconds, counter, reports) in zip(prefixes, figures, strict=True):
         records = sum(r.records for r in reports)
         calls = sum(n for p, n in counter.calls.items() if p is not Provider.SPOTIFY)
         print(
             f"| {label} | {seconds:.1f} | {records:,} | {records / seconds:,.0f} | {calls:,} "
             f"| {counter.calls.get(Provider.SPOTIFY, 0):,} |"
         )
+        summary |= {
+            f"{prefix}_s": round(seconds, 2),
+            f"{prefix}_records": records,
+            f"{prefix}_records_per_s": round(records / seconds),
+            f"{prefix}_calls": calls,
+            f"{prefix}_spotify_calls": counter.calls.get(Provider.SPOTIFY, 0),
+        }
+    providers: dict[str, dict[str, Any]] = {}
     print("\n| provider | queries | records | calls made | minimum calls | ratio |")
     print("|---|---:|---:|---:|---:|---:|")
     counter = figures[0][2]
@@ -141,11 +153,23 @@ async def run(args: argparse.Namespace, base: str, kafka: str) -> None:
             f"| {provider.value} | {len(mine)} | {sum(r.records for r in mine):,} | {made:,} "
             f"| {need[provider]:,} | {made / need[provider]:.2f} |"
         )
+        providers[provider.value] = {
+            "queries": len(mine),
+            "records": sum(r.records for r in mine),
+            "calls": made,
+            "minimum_calls": need[provider],
+            "calls_ratio": round(made / need[provider], 2),
+        }
     rate = sum(r.records for r in first) / figures[0][1]
     print(
         f"\nbaseline in the same process: publish-only {baseline:,.0f} records/s; "
         f"the full sync runs at {rate / baseline:.2f}x of it"
     )
+    return summary | {
+        "first_sync_providers": providers,
+        "publish_only_records_per_s": round(baseline),
+        "first_sync_to_publish_only_ratio": round(rate / baseline, 3),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--spotify", type=int, default=300, help="Spotify lookups per sync")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
     off = [
         *("--tm-per-second", "0", "--tm-daily-quota", "0", "--sg-per-second", "0"),
@@ -161,7 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with endpoints() as ends, running_sandbox(*off, events=args.events, seed=42) as base:
         env = {**ends.env(), **sandbox_env(base), "MARQUEE_ENV": "test", "LOG_LEVEL": "WARNING"}
         with environ(env):
-            asyncio.run(run(args, base, ends.kafka))
+            summary = asyncio.run(run(args, base, ends.kafka))
+    if args.json:
+        print(json.dumps(summary))
     return 0
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -25,7 +27,7 @@ from shared.mongo import EVENTS, EXTERNAL_EVENTS
 from shared.settings import KafkaSettings, MongoSettings
 
 
-async def run(args: argparse.Namespace, env: dict[str, str]) -> None:
+async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     kafka = KafkaSettings(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"])
     mongo_settings = MongoSettings(url=env["MONGO_URL"])
     unique = uuid.uuid4().hex[:8]
@@ -107,6 +109,25 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> None:
         f"records/s ÷ ceiling: {rate / new_docs:.2f}; documents/s ÷ ceiling: "
         f"{written / seconds / new_docs:.2f} ({written / max(done, 1):.2f} documents per record)"
     )
+    return {
+        "benchmark": "normalize",
+        "records": len(raws),
+        "record_bytes_avg": round(size),
+        "batch": args.batch,
+        "partitions": args.partitions,
+        "publish_s": round(published, 2),
+        "normalized_records": done - 1,
+        "normalize_s": round(seconds, 2),
+        "canonical_events": canonical,
+        "batches": round(batches),
+        "store_docs_written": {k: round(v) for k, v in writes.items()},
+        "normalizer_records_per_s": round(rate),
+        "normalizer_store_docs_per_s": round(written / seconds),
+        "store_ceiling_insert_docs_per_s": round(new_docs),
+        "records_to_ceiling_ratio": round(rate / new_docs, 3),
+        "docs_to_ceiling_ratio": round(written / seconds / new_docs, 3),
+        "docs_per_record": round(written / max(done, 1), 3),
+    }
 
 
 async def store_writes(port: int) -> dict[str, float]:
@@ -130,8 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ceiling", type=int, default=5_000, help="documents for the ceiling")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
-    return on_shared_stack(run, args)
+    summary = on_shared_stack(run, args)
+    if args.json:
+        print(json.dumps(summary))
+    return 0
 
 
 if __name__ == "__main__":

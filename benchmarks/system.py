@@ -101,13 +101,13 @@ def service_env(servers: Mapping[str, str], **settings: str) -> dict[str, str]:
 
 
 def on_shared_stack(
-    run: Callable[[argparse.Namespace, dict[str, str]], Coroutine[Any, Any, None]],
+    run: Callable[[argparse.Namespace, dict[str, str]], Coroutine[Any, Any, T]],
     args: argparse.Namespace,
-) -> int:
-    """Run a benchmark against the stack the tests use (started if it is not running)."""
+) -> T:
+    """Run a benchmark against the stack the tests use (started if it is not running); returns
+    what ``run`` returns, once the stack is released."""
     with endpoints() as ends:
-        asyncio.run(run(args, ends.env()))
-    return 0
+        return asyncio.run(run(args, ends.env()))
 
 
 @contextlib.asynccontextmanager
