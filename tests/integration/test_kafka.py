@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
@@ -101,20 +102,26 @@ async def test_failed_handler_commits_nothing(kafka_settings: KafkaSettings, uni
     assert len(again) == 3
 
 
-async def test_ensure_topics_idempotent_and_compacted(kafka_settings: KafkaSettings) -> None:
-    await ensure_topics(kafka_settings)
-    assert await ensure_topics(kafka_settings) == []
+async def test_ensure_topics_idempotent_and_compacted(
+    kafka_settings: KafkaSettings, unique: str
+) -> None:
+    # The topic table under names of this test's own (the defaults are the demo's).
+    table = [replace(t, name=f"{t.name}.{unique}") for t in TOPICS]
+    canonical = f"{EVENTS_CANONICAL.name}.{unique}"
+    assert sorted(await ensure_topics(kafka_settings, table)) == sorted(t.name for t in table)
+    assert await ensure_topics(kafka_settings, table) == []
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
     await admin.start()
     try:
         names = set(await admin.list_topics())
-        assert {t.name for t in TOPICS} <= names
+        assert {t.name for t in table} <= names
         [response] = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, EVENTS_CANONICAL.name)]
+            [ConfigResource(ConfigResourceType.TOPIC, canonical)]
         )
         configs = {entry[0]: entry[1] for entry in response.resources[0][4]}
         assert configs["cleanup.policy"] == "compact"
-        described = await admin.describe_topics([EVENTS_CANONICAL.name])
+        described = await admin.describe_topics([canonical])
         assert len(described[0]["partitions"]) == kafka_settings.topic_partitions
+        await admin.delete_topics([t.name for t in table])
     finally:
         await admin.close()
