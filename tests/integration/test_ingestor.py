@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -17,7 +16,6 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from pymongo import MongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ingestor.errors import AuthError
@@ -370,15 +368,9 @@ async def test_detail_job_replies_and_tombstones_unknown_ids(
     assert "nope" in (bad.message or "")
 
 
-def test_cli_ingest_prints_a_summary(sandbox: str, stack: Any, unique: str) -> None:
-    env = {
-        **os.environ,
-        **stack.env(),
-        **sandbox_env(sandbox),
-        "MARQUEE_ENV": "test",
-        "MONGO_DATABASE": f"cli_{unique}",
-        "S3_BUCKET": f"cli-{unique}",
-    }
+def test_cli_ingest_prints_a_summary(sandbox: str, service_env: dict[str, str]) -> None:
+    # Topics, database and bucket of this test (service_env), created by bootstrap.
+    env = {**service_env, **sandbox_env(sandbox)}
     boot = subprocess.run(
         [sys.executable, "-m", "shared.bootstrap"], cwd=ROOT, env=env, capture_output=True
     )
@@ -515,7 +507,7 @@ async def test_slot_lease_has_one_leader_and_fails_over(mongo_db: AsyncDatabase[
 
 
 async def test_service_answers_jobs_from_kafka_and_counts_calls(
-    sandbox: str, stack: Any, unique: str, kafka_settings: KafkaSettings
+    sandbox: str, service_env: dict[str, str], unique: str, kafka_settings: KafkaSettings
 ) -> None:
     requests, replies = f"ingest.requests.test-{unique}", f"ingest.replies.test-{unique}"
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
@@ -526,16 +518,10 @@ async def test_service_answers_jobs_from_kafka_and_counts_calls(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {
-        **os.environ,
-        **stack.env(),
+        **service_env,  # this test's raw topic, group, database and bucket (made by the service)
         **sandbox_env(sandbox),
-        "MARQUEE_ENV": "test",
-        "ENABLE_AUTO_SYNC": "false",
         "INGESTOR_HTTP_PORT": str(port),
-        "INGESTOR_GROUP_ID": f"ingestor-{unique}",
         "INGESTOR_REQUESTS_TOPIC": requests,
-        "MONGO_DATABASE": f"svc_{unique}",
-        "S3_BUCKET": f"svc-{unique}",  # created by the service itself
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.ingestor", cwd=ROOT, env=env
@@ -573,9 +559,6 @@ async def test_service_answers_jobs_from_kafka_and_counts_calls(
         await producer.stop()
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 30)
-        client: MongoClient[dict[str, object]]
-        with MongoClient(env["MONGO_URL"]) as client:
-            client.drop_database(f"svc_{unique}")
 
 
 async def test_slow_and_hanging_answers_time_out_and_are_retried(
