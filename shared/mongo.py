@@ -37,6 +37,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("canonical_id", ASCENDING)], name="canonical_id"),
     ],
     EVENTS: [
+        # Where the normalizer finds candidate events: its members' blocks (multikey).
+        IndexModel([("blocks", ASCENDING)], name="blocks"),
         IndexModel([("start.utc", ASCENDING)], name="start"),
         IndexModel([("updated_at", ASCENDING), ("_id", ASCENDING)], name="change_feed"),
     ],

@@ -214,7 +214,7 @@ async def normalize(stream: AsyncIterable[Any]) -> None:
     store = CatalogueStore(get_database(mongo, settings.mongo))
     sinks = Sinks(producer)
     normalizer = Normalizer(store, sinks.changes)
-    await normalizer.seed_categories()
+    await normalizer.start()
     # Long-lived worker: the batch objects die young; freeze what start-up allocated.
     gc.collect()
     gc.freeze()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -33,14 +32,28 @@ from shared.contracts import (
 )
 from shared.contracts.base import utc_now
 from shared.contracts.messages import Entity
-from shared.mongo import CATEGORIES, EVENTS, EXTERNAL_EVENTS, Document, duplicates_only
+from shared.mongo import (
+    CATEGORIES,
+    EVENTS,
+    EXTERNAL_EVENTS,
+    Document,
+    duplicates_only,
+    ensure_indexes,
+)
 
 log = logging.getLogger(__name__)
 
-BLOCKS = "blocks"
+# The old block index (a document per block) that canonical events' ``blocks`` replaced.
+LEGACY_BLOCKS = "blocks"
+MIGRATIONS = "migrations"
 CANDIDATE_FIELDS = (
     *("members", "version", "content_hash", "status", "created_at", "duplicate_of"),
-    *("is_imported", "imported_event", "sources"),
+    *("is_imported", "imported_event", "sources", "blocks"),
+)
+# What deciding about a stored per-source record needs (a tombstone reads it whole).
+STORED_FIELDS = (
+    *("content_hash", "last_synced", "canonical_id", "is_imported", "imported_event"),
+    *("created_at", "version"),
 )
 # How many merges a stale reference may be behind (each is one more read).
 MAX_MERGE_HOPS = 4
@@ -110,6 +123,19 @@ def profile_doc(p: Profile, version: int | None = None) -> dict[str, Any]:
     }
 
 
+def candidates_query(blocks: Sequence[str], ids: Iterable[str]) -> Document | None:
+    """The filter for canonical events under ``blocks`` or with one of ``ids`` (None: none)."""
+    wanted: list[Document] = [{"blocks": {"$in": list(blocks)}}] if blocks else []
+    if named := sorted(set(ids)):
+        wanted.append({"_id": {"$in": named}})
+    return {"$or": wanted} if wanted else None
+
+
+def blocks_of(members: Iterable[Profile]) -> list[str]:
+    """The blocks a canonical event is found under: those of its members (multikey-indexed)."""
+    return sorted({b for p in members if p.day for b in p.indexed_under()})
+
+
 def profile_of(doc: dict[str, Any]) -> Profile:
     return Profile(
         key=doc["key"],
@@ -145,6 +171,32 @@ class CatalogueStore:
         found = self.db[collection].find(wanted, list(fields) if fields else None)
         return {str(doc["_id"]): doc async for doc in found}
 
+    async def candidates(self, blocks: Sequence[str], ids: Iterable[str]) -> dict[str, Document]:
+        """Canonical events indexed under any of ``blocks`` or named by ``ids``: one query on
+        the multikey ``blocks`` index and ``_id``, whatever the batch size."""
+        query = candidates_query(blocks, ids)
+        if query is None:
+            return {}
+        found = self.db[EVENTS].find(query, list(CANDIDATE_FIELDS))
+        return {str(doc["_id"]): doc async for doc in found}
+
+    async def migrate_blocks(self) -> int:
+        """Give canonical events stored before ``blocks`` existed their blocks (once per store);
+        returns how many. The old block collection is dropped afterwards."""
+        if await self.db[MIGRATIONS].find_one({"_id": "events.blocks"}):
+            return 0
+        ops = []
+        async for doc in self.db[EVENTS].find({"blocks": {"$exists": False}}, ["members"]):
+            members = [profile_of(m) for m in doc.get("members") or []]
+            ops.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"blocks": blocks_of(members)}}))
+        for start in range(0, len(ops), 1000):
+            await self.db[EVENTS].bulk_write(ops[start : start + 1000], ordered=False)
+        await self.db.drop_collection(LEGACY_BLOCKS)
+        await self.db[MIGRATIONS].update_one(
+            {"_id": "events.blocks"}, {"$set": {"at": utc_now(), "events": len(ops)}}, upsert=True
+        )
+        return len(ops)
+
     async def artists(self, docs: list[Document]) -> None:
         await self.db[ARTISTS].bulk_write([_replace(d) for d in docs], ordered=False)
         self.writes[ARTISTS] += len(docs)
@@ -169,25 +221,19 @@ class CatalogueStore:
         self,
         externals: list[Document],
         canonicals: list[Document],
-        blocks: dict[str, set[str]],
         *,
         existing: set[str],
-        fresh_blocks: set[str],
         relinks: dict[str, str] | None = None,
     ) -> None:
-        """Canonical events and blocks first, per-source records last (see Normalizer).
+        """Canonical events first, per-source records last (see Normalizer).
 
         Documents this batch saw stored are replaced; the others are inserted, because an
-        insert is several times cheaper than an upsert (see docs/BENCHMARKS.md). An insert
+        insert is several times cheaper than a rewrite (see docs/BENCHMARKS.md). An insert
         that collides (a replay after a crash wrote it already) is redone as an idempotent
-        replace. Blocks read and found absent (``fresh_blocks``) are inserted, the others
-        extended. ``relinks`` point per-source records that a merge moved at their new
+        replace. ``relinks`` point per-source records that a merge moved at their new
         canonical event.
         """
-        # Canonical events and blocks are independent: written together, then the rest.
-        await asyncio.gather(
-            self._put(EVENTS, canonicals, existing), self._blocks(blocks, fresh_blocks)
-        )
+        await self._put(EVENTS, canonicals, existing)
         await self._put(EXTERNAL_EVENTS, externals, existing)
         if relinks:
             await self.db[EXTERNAL_EVENTS].bulk_write(
@@ -195,27 +241,6 @@ class CatalogueStore:
                 ordered=False,
             )
             self.writes[EXTERNAL_EVENTS] += len(relinks)
-
-    async def _blocks(self, blocks: dict[str, set[str]], fresh_blocks: set[str]) -> None:
-        block_docs = {k: {"_id": k, "ids": sorted(v)} for k, v in blocks.items()}
-        new = [d for k, d in block_docs.items() if k in fresh_blocks]
-        add = [_add_ids(k, v) for k, v in blocks.items() if k not in fresh_blocks]
-        try:
-            if new:
-                await self.db[BLOCKS].insert_many(new, ordered=False)
-                self.writes[BLOCKS] += len(new)
-        except BulkWriteError as err:
-            collided = [new[i] for i in duplicates_only(err)]
-            self.writes[BLOCKS] += len(new) - len(collided)
-            add += [
-                UpdateOne(
-                    {"_id": d["_id"]}, {"$addToSet": {"ids": {"$each": d["ids"]}}}, upsert=True
-                )
-                for d in collided
-            ]
-        if add:
-            await self.db[BLOCKS].bulk_write(add, ordered=False)
-            self.writes[BLOCKS] += len(add)
 
     async def _put(self, collection: str, docs: list[Document], existing: set[str]) -> None:
         if not docs:
@@ -248,7 +273,7 @@ class Normalizer:
 
     Order of effects, chosen so a crash at any point loses nothing and duplicates nothing:
     changes are sent to ``events.canonical`` first (a replay recomputes and may send the same
-    version again — subscribers dedupe by version), then canonical events and blocks are
+    version again — subscribers dedupe by version), then canonical events are
     written, and per-source records last: until that last write, a replay sees the record as
     new and redoes the work; after it, a replay sees it unchanged and does nothing.
     """
@@ -260,8 +285,16 @@ class Normalizer:
         # Categories this worker has stored: each is written once per process, not per record.
         self.categories_seen: set[tuple[str, str]] = set()
 
-    async def seed_categories(self) -> None:
+    async def start(self) -> None:
+        """Once per process: indexes, the canonical taxonomy, blocks for events stored without.
+
+        Indexes come from ``shared.bootstrap`` too; creating them here (idempotent) means a
+        worker pointed at a fresh database never resolves over collection scans."""
+        await ensure_indexes(self.store.db)
         await self._categories(CANONICAL)
+        migrated = await self.store.migrate_blocks()
+        if migrated:
+            log.info("gave %d stored canonical events their blocks", migrated)
 
     async def _categories(self, docs: Sequence[Category]) -> None:
         fresh = [c for c in docs if (c.source, c.name) not in self.categories_seen]
@@ -301,26 +334,21 @@ class Normalizer:
                 latest[key] = (raw, message)
             else:
                 outcome.stale += 1
-        reading = asyncio.ensure_future(self._stored(list(latest), list(artists.values())))
-        try:
-            # Map while the store answers: only a tombstone needs the stored record.
-            mapped = {
-                key: self._mapped(raw, message, None, outcome)
-                for key, (raw, message) in latest.items()
-                if not raw.tombstone
-            }
-        finally:
-            stored = await reading
+        tombstones = [k for k, (raw, _) in latest.items() if raw.tombstone]
+        stored = await self._stored(list(latest), tombstones, list(artists.values()))
         changed: dict[str, ExternalEvent] = {}
         for key, (raw, message) in latest.items():
             before = stored.get(key)
-            event = self._mapped(raw, message, before, outcome) if raw.tombstone else mapped[key]
+            # The stored record's content hash is its payload's: an unchanged payload is not
+            # even mapped (a re-sync of an unchanged world costs a parse and one read).
+            unchanged = before is not None and before.get("content_hash") == raw.payload_hash
+            if unchanged and not raw.tombstone:
+                outcome.unchanged += 1
+                continue
+            event = self._mapped(raw, message, before, outcome)
             if event is None:
                 continue
             if before is not None:
-                if before.get("content_hash") == event.content_hash and not raw.tombstone:
-                    outcome.unchanged += 1
-                    continue
                 synced = before.get("last_synced")
                 if isinstance(synced, datetime) and synced > raw.fetched_at:
                     outcome.stale += 1  # an older fetch never overwrites a newer one
@@ -338,10 +366,15 @@ class Normalizer:
             await self._rejoin(named, outcome)
         return outcome
 
-    async def _stored(self, keys: list[str], artists: list[Document]) -> dict[str, Document]:
+    async def _stored(
+        self, keys: list[str], tombstones: list[str], artists: list[Document]
+    ) -> dict[str, Document]:
         if artists:
             await self.store.artists(artists)
-        return await self.store.by_ids(EXTERNAL_EVENTS, keys)
+        found = await self.store.by_ids(EXTERNAL_EVENTS, keys, STORED_FIELDS)
+        if tombstones:  # a tombstone rewrites the stored record: read it whole
+            found |= await self.store.by_ids(EXTERNAL_EVENTS, tombstones)
+        return found
 
     def _artist(self, raw: RawRecord, message: Message, outcome: Outcome) -> Document | None:
         """A Spotify artist matched to a provider's performer (ingestor enrichment)."""
@@ -417,26 +450,24 @@ class Normalizer:
             outcome.rejected.append(Rejected(message, type(err).__name__, _short(err)))
             return None
 
-    async def _candidates(self, ids: set[str]) -> dict[str, Document]:
-        """Stored candidate events, plus the events that merged ones now point to."""
-        canon: dict[str, Document] = {}
-        wanted = ids
+    async def _candidates(self, blocks: Sequence[str], ids: set[str]) -> dict[str, Document]:
+        """Stored events in ``blocks`` or named by ``ids``, plus the events merged ones now
+        point to (a further read only when a stale id names a merged event)."""
+        canon = await self.store.candidates(blocks, ids)
         for _ in range(MAX_MERGE_HOPS):
-            found = await self.store.by_ids(EVENTS, sorted(wanted - set(canon)), CANDIDATE_FIELDS)
-            canon.update(found)
-            wanted = {str(d["duplicate_of"]) for d in found.values() if d.get("duplicate_of")}
+            wanted = {str(d["duplicate_of"]) for d in canon.values() if d.get("duplicate_of")}
             if not wanted - set(canon):
                 break
+            canon |= await self.store.candidates((), wanted - set(canon))
         return canon
 
     async def _resolve_and_write(self, changed: dict[str, ExternalEvent], outcome: Outcome) -> None:
         profiles = {k: Profile.of(e, addon=is_addon(e)) for k, e in changed.items()}
         block_keys = sorted({b for p in profiles.values() for b in p.blocks()})
-        blocks = await self.store.by_ids(BLOCKS, block_keys)
-        candidate_ids = {cid for doc in blocks.values() for cid in doc.get("ids", [])}
-        candidate_ids |= {e.canonical_id for e in changed.values() if e.canonical_id}
         # Candidates are read for resolution only: their members' profiles and bookkeeping.
-        canon = await self._candidates(candidate_ids)
+        canon = await self._candidates(
+            block_keys, {e.canonical_id for e in changed.values() if e.canonical_id}
+        )
         resolver = Resolver() if self.threshold is None else Resolver(self.threshold)
         for cid, doc in canon.items():
             if not doc.get("duplicate_of"):  # a merged event has no members left
@@ -471,14 +502,6 @@ class Normalizer:
         canonical_docs += self._rebuild(
             resolver, touched, canon, members, scores, outcome, fresh=fresh
         )
-        # Where others find them: changed records and those a merge moved, under their event.
-        new_blocks: dict[str, set[str]] = {}
-        for key in [*changed, *relinks]:
-            cid = resolver.of_key[key]
-            profile = resolver.clusters[cid].members[key]
-            for block in profile.indexed_under() if profile.day else []:
-                if cid not in blocks.get(block, {}).get("ids", []):
-                    new_blocks.setdefault(block, set()).add(cid)
         if outcome.changes:
             await self.emit(outcome.changes, outcome.sources)
         externals = []
@@ -490,9 +513,7 @@ class Normalizer:
         await self.store.write(
             externals,
             canonical_docs,
-            new_blocks,
             existing={*canon, *(k for k, e in changed.items() if e.version > 1)},
-            fresh_blocks=set(block_keys) - set(blocks),
             relinks=relinks,
         )
         await self._categories([c for e in changed.values() for c in provider_category_docs(e)])
@@ -549,7 +570,7 @@ class Normalizer:
         """Merge again the events whose performers just got their Spotify artist."""
         stored = await self.store.by_ids(EXTERNAL_EVENTS, sorted(keys), ("canonical_id",))
         cids = {str(d["canonical_id"]) for d in stored.values() if d.get("canonical_id")}
-        canon = await self._candidates(cids)
+        canon = await self._candidates((), cids)
         resolver = Resolver()
         for cid, doc in canon.items():
             if not doc.get("duplicate_of"):
@@ -564,7 +585,7 @@ class Normalizer:
         if len(outcome.changes) > mark:
             await self.emit(outcome.changes[mark:], outcome.sources)
         outcome.rejoined += len(outcome.changes) - mark
-        await self.store.write([], docs, {}, existing=set(canon), fresh_blocks=set())
+        await self.store.write([], docs, existing=set(canon))
 
     def _rebuilt(
         self,
@@ -585,17 +606,24 @@ class Normalizer:
         write and the member's own finds that version already there, and announces nothing.
         """
         digest = content_hash(merged)
-        members = [profile_doc(p, versions.get(p.key)) for p in cluster]
+        profiles = list(cluster)
+        members = [profile_doc(p, versions.get(p.key)) for p in profiles]
+        blocks = blocks_of(profiles)
         if before is not None and before.get("content_hash") == digest:
             known = {m.get("key"): m.get("version") for m in before.get("members", [])}
             moved = any(known.get(k) != v for k, v in fresh.items() if k in versions)
             if not moved:
                 # Same catalogue entry: keep the stored one, but record new members.
-                if len(known) == len(members):
+                if len(known) == len(members) and before.get("blocks") == blocks:
                     return None
                 merged.version = int(before.get("version", 1))
                 merged.created_at = before.get("created_at", now)
-                return {**merged.to_document(), "content_hash": digest, "members": members}
+                return {
+                    **merged.to_document(),
+                    "content_hash": digest,
+                    "members": members,
+                    "blocks": blocks,
+                }
         merged.version = int(before.get("version", 0)) + 1 if before else 1
         merged.created_at = before.get("created_at", now) if before else now
         merged.updated_at = now
@@ -611,6 +639,7 @@ class Normalizer:
         doc = merged.to_document()
         doc["content_hash"] = digest
         doc["members"] = members
+        doc["blocks"] = blocks
         return doc
 
     async def _merged_away(
@@ -641,6 +670,7 @@ class Normalizer:
             stored_doc = event.to_document()
             stored_doc["content_hash"] = content_hash(event)
             stored_doc["members"] = []
+            stored_doc["blocks"] = []  # found through its survivor only
             docs.append(stored_doc)
         return docs
 
@@ -673,10 +703,6 @@ def _keep_import(merged: CanonicalEvent, stored: Sequence[Document | None]) -> N
 
 def _replace(doc: Document) -> ReplaceOne[Document]:
     return ReplaceOne({"_id": doc["_id"]}, doc, upsert=True)
-
-
-def _add_ids(key: str, ids: Iterable[str]) -> UpdateOne:
-    return UpdateOne({"_id": key}, {"$addToSet": {"ids": {"$each": sorted(ids)}}}, upsert=True)
 
 
 def _short(err: Exception) -> str:
