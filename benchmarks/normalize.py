@@ -1,4 +1,17 @@
-"""Normalizer throughput: raw.events → catalogue through one faust worker, vs the store ceiling."""
+"""Normalizer throughput: raw.events → catalogue through faust workers, vs the store ceiling.
+
+Two phases over the records of a sandbox world of ``--events`` performances:
+
+1. **first sync**: every record is new; timed from the first send until every record is
+   stored (the workers' metrics count them);
+2. **unchanged re-sync**: the same records fetched again, payloads unchanged; timed until the
+   workers have seen them all (nothing is written, nothing announced).
+
+The store's ceiling is measured in the same run on the same server (bare unordered bulks of
+inserts and of replaces, j=True), and weighted by the mix of inserts and rewrites the workers
+made: ``store_ceiling_docs_per_s`` is what the store alone could write of that mix, and
+``ceiling_ratio`` = records/s * document writes per record / that ceiling.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +23,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +36,67 @@ from benchmarks.dedupe_eval import records as world_records
 from benchmarks.system import Proc, on_shared_stack, scratch_database, scratch_topics, service_env
 from deploy.local.stack import free_port
 from deploy.sandbox import World
+from shared.contracts import RawRecord
 from shared.kafka import make_producer
-from shared.mongo import EVENTS, EXTERNAL_EVENTS
+from shared.mongo import EVENTS
 from shared.settings import KafkaSettings, MongoSettings
+
+Metrics = dict[str, float]
+
+
+async def worker_metrics(ports: Sequence[int]) -> Metrics:
+    """The workers' own counters, summed: records by result, documents written by
+    ``collection/kind``, batches."""
+    found: Metrics = {}
+    async with httpx.AsyncClient() as client:
+        for port in ports:
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            for line in text.splitlines():
+                name, _, value = line.rpartition(" ")
+                if name.startswith("marquee_normalizer_store_writes_total{"):
+                    labels = dict(
+                        part.split("=", 1) for part in name.split("{", 1)[1].rstrip("}").split(",")
+                    )
+                    key = f"{labels['collection'].strip(chr(34))}/{labels['kind'].strip(chr(34))}"
+                elif name.startswith("marquee_normalizer_records_total{"):
+                    key = "records/" + name.split('result="', 1)[1].split('"', 1)[0]
+                elif name == "marquee_normalizer_batch_seconds_count":
+                    key = "batches"
+                else:
+                    continue
+                found[key] = found.get(key, 0.0) + float(value)
+    return found
+
+
+def delta(after: Metrics, before: Metrics) -> Metrics:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0)}
+
+
+async def send_all(kafka: KafkaSettings, topic: str, records: Sequence[RawRecord]) -> float:
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        for raw in records:
+            await producer.send(topic, raw.to_json_bytes(), key=raw.key().encode())
+        await producer.flush()
+        return time.perf_counter() - started
+    finally:
+        await producer.stop()
+
+
+async def until_seen(
+    workers: Sequence[Proc], ports: Sequence[int], start: Metrics, count: int, kinds: Sequence[str]
+) -> Metrics:
+    """Poll the workers' metrics until ``count`` more records of ``kinds`` were handled."""
+    while True:
+        for worker in workers:
+            if not worker.alive:
+                raise RuntimeError(f"worker exited; {worker.log}:\n{worker.tail()}")
+        now = await worker_metrics(ports)
+        if sum(delta(now, start).get(f"records/{k}", 0.0) for k in kinds) >= count:
+            return now
+        await asyncio.sleep(0.5)
 
 
 async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
@@ -33,124 +105,155 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     unique = uuid.uuid4().hex[:8]
     names = {k: f"bench.{k}.{unique}" for k in ("input", "changes", "dlq")}
     world = World(seed=42, events=args.events)
-    raws = [raw for raw, _truth in world_records(world)][: args.records]
-    payloads = [r.to_json_bytes() for r in raws]
-    size = sum(len(p) for p in payloads) / len(payloads)
+    raws = [raw for raw, _truth in world_records(world)][: args.records or None]
+    size = sum(len(r.to_json_bytes()) for r in raws[:1000]) / min(len(raws), 1000)
     print(f"{len(raws):,} raw records, {size:,.0f} bytes on average", flush=True)
 
     # The ceiling, measured now on the same server: bare unordered bulk writes (j=True).
-    ceiling = await store_ceiling(mongo_settings, f"ceiling_{unique}", args.ceiling, args.batch)
-    database = f"bench_norm_{unique}"
-    port = free_port()
-    work = Path(tempfile.mkdtemp(prefix="bench-normalizer-"))
-    worker = Proc(
-        "normalizer",
-        [sys.executable, "-m", "services.normalizer"],
-        work / "normalizer.log",
-        env=service_env(
-            env,
-            NORMALIZER_APP_ID=f"bench-normalizer-{unique}",
-            NORMALIZER_INPUT_TOPIC=names["input"],
-            NORMALIZER_CHANGES_TOPIC=names["changes"],
-            NORMALIZER_DLQ_TOPIC=names["dlq"],
-            NORMALIZER_DATA_DIR=str(work / "faust"),
-            NORMALIZER_HTTP_PORT=str(port),
-            NORMALIZER_BATCH_SIZE=str(args.batch),
-            MONGO_DATABASE=database,
-        ),
+    insert, replace, _guarded = await store_ceiling(
+        mongo_settings, f"ceiling_{unique}", args.ceiling, args.batch
     )
-    producer = make_producer(kafka)
+    database = f"bench_norm_{unique}"
+    work = Path(tempfile.mkdtemp(prefix="bench-normalizer-"))
+    ports = [free_port() for _ in range(args.workers)]
+    workers = [
+        Proc(
+            f"normalizer-{i}",
+            [sys.executable, "-m", "services.normalizer"],
+            work / f"normalizer-{i}.log",
+            env=service_env(
+                env,
+                NORMALIZER_APP_ID=f"bench-normalizer-{unique}",
+                NORMALIZER_INPUT_TOPIC=names["input"],
+                NORMALIZER_CHANGES_TOPIC=names["changes"],
+                NORMALIZER_DLQ_TOPIC=names["dlq"],
+                NORMALIZER_DATA_DIR=str(work / f"faust-{i}"),
+                NORMALIZER_HTTP_PORT=str(port),
+                NORMALIZER_BATCH_SIZE=str(args.batch),
+                MONGO_DATABASE=database,
+            ),
+        )
+        for i, port in enumerate(ports)
+    ]
     async with (
         scratch_topics(kafka, list(names.values()), args.partitions),
         scratch_database(mongo_settings, database) as db,
     ):
-        await producer.start()
-        worker.start()
+        for worker in workers:
+            worker.start()
         try:
-            # Warm up: one record through, so group join and start-up are not in the figure.
-            await producer.send_and_wait(names["input"], payloads[0], key=raws[0].key().encode())
-            for _ in range(240):
-                if await db[EXTERNAL_EVENTS].count_documents({}) >= 1:
-                    break
-                await asyncio.sleep(0.5)
+            # Warm up: one record through each partition's owner, so group joins and start-up
+            # are not in the figures.
+            zero = await worker_metrics_when_up(workers, ports)
+            await send_all(kafka, names["input"], raws[:1])
+            base = await until_seen(workers, ports, zero, 1, ("written",))
+            first = raws[1:]
             started = time.perf_counter()
-            for raw, value in zip(raws[1:], payloads[1:], strict=True):
-                await producer.send(names["input"], value, key=raw.key().encode())
-            await producer.flush()
-            published = time.perf_counter() - started
-            done = 0
-            while done < len(raws):
-                if not worker.alive:
-                    raise RuntimeError(f"worker exited; {worker.log}:\n{worker.tail()}")
-                # Poll gently: the count competes with the worker for the same two cores.
-                await asyncio.sleep(2)
-                done = await db[EXTERNAL_EVENTS].count_documents({})
-            seconds = time.perf_counter() - started
-            canonical = await db[EVENTS].count_documents({})
-            writes = await store_writes(port)
+            published = await send_all(kafka, names["input"], first)
+            after_first = await until_seen(workers, ports, base, len(first), ("written",))
+            first_s = time.perf_counter() - started
+            canonical = await db[EVENTS].count_documents({"duplicate_of": None})
+            # The same payloads fetched again an hour later: each must be found unchanged.
+            again = [
+                r.model_copy(update={"fetched_at": r.fetched_at + timedelta(hours=1)}) for r in raws
+            ]
+            started = time.perf_counter()
+            await send_all(kafka, names["input"], again)
+            after_again = await until_seen(
+                workers, ports, after_first, len(again), ("unchanged", "stale")
+            )
+            again_s = time.perf_counter() - started
         finally:
-            await worker.stop()
-            await producer.stop()
-    rate = (done - 1) / seconds
-    new_docs = ceiling[0].rate
-    batches = writes.pop("batches", 0.0)
-    written = sum(writes.values())
-    print(f"\npublished in {published:.1f}s; normalized {done - 1:,} records in {seconds:.1f}s")
-    print(f"{canonical:,} canonical events from {done:,} records in {batches:,.0f} batches")
-    print("documents the worker wrote: " + ", ".join(f"{k} {v:,.0f}" for k, v in writes.items()))
-    print("| measurement | per second |")
-    print("|---|---:|")
-    print(f"| normalizer, one worker (faust, batch {args.batch}): records | {rate:,.0f} |")
-    print(f"| normalizer: documents written to the store | {written / seconds:,.0f} |")
-    print(f"| store ceiling: bulk upsert of new documents, same run | {new_docs:,.0f} |")
-    # Each record costs the store more than one document (per-source, canonical, blocks):
-    # the store's share of the work is documents written, compared with what it can take.
-    print(
-        f"records/s ÷ ceiling: {rate / new_docs:.2f}; documents/s ÷ ceiling: "
-        f"{written / seconds / new_docs:.2f} ({written / max(done, 1):.2f} documents per record)"
+            for worker in workers:
+                await worker.stop()
+    first_writes = delta(after_first, base)
+    again_writes = delta(after_again, after_first)
+    docs = {k: v for k, v in first_writes.items() if "/" in k and not k.startswith("records/")}
+    inserts = sum(v for k, v in docs.items() if k.endswith("/insert"))
+    rewrites = sum(v for k, v in docs.items() if k.endswith("/rewrite"))
+    written = inserts + rewrites
+    rate = len(first) / first_s
+    per_record = written / len(first)
+    # What the store alone needs for this mix of inserts and rewrites, as documents/s.
+    store_s = inserts / insert.rate + rewrites / replace.rate
+    ceiling = written / store_s if store_s else insert.rate
+    again_docs = sum(
+        v for k, v in again_writes.items() if not k.startswith(("records/", "batches"))
     )
-    return {
+    summary = {
         "benchmark": "normalize",
+        "events": args.events,
         "records": len(raws),
         "record_bytes_avg": round(size),
+        "workers": args.workers,
         "batch": args.batch,
         "partitions": args.partitions,
         "publish_s": round(published, 2),
-        "normalized_records": done - 1,
-        "normalize_s": round(seconds, 2),
+        "first_sync_s": round(first_s, 2),
+        "records_per_s": round(rate),
         "canonical_events": canonical,
-        "batches": round(batches),
-        "store_docs_written": {k: round(v) for k, v in writes.items()},
-        "normalizer_records_per_s": round(rate),
-        "normalizer_store_docs_per_s": round(written / seconds),
-        "store_ceiling_insert_docs_per_s": round(new_docs),
-        "records_to_ceiling_ratio": round(rate / new_docs, 3),
-        "docs_to_ceiling_ratio": round(written / seconds / new_docs, 3),
-        "docs_per_record": round(written / max(done, 1), 3),
+        "batches": round(first_writes.get("batches", 0)),
+        "store_docs_written": {k: round(v) for k, v in sorted(docs.items())},
+        "doc_writes_per_record": round(per_record, 3),
+        "store_insert_docs_per_s": round(insert.rate),
+        "store_replace_docs_per_s": round(replace.rate),
+        "store_ceiling_docs_per_s": round(ceiling),
+        "ceiling_ratio": round(rate * per_record / ceiling, 3),
+        "unchanged_resync_s": round(again_s, 2),
+        "unchanged_records_per_s": round(len(again) / again_s),
+        "unchanged_docs_written": round(again_docs),
     }
+    print(
+        f"\npublished in {published:.1f}s; first sync of {len(first):,} records in {first_s:.1f}s"
+    )
+    print(
+        f"{canonical:,} live canonical events; documents written: {summary['store_docs_written']}"
+    )
+    rows = [
+        ("workers x batch", f"{args.workers} x {args.batch}"),
+        ("first sync: records/s", f"{rate:,.0f}"),
+        (
+            "document writes per record",
+            f"{per_record:.2f} ({inserts:,.0f} ins., {rewrites:,.0f} rewr.)",
+        ),
+        ("store ceiling for that mix, same run: docs/s", f"{ceiling:,.0f}"),
+        ("ceiling ratio: records/s * writes/record / ceiling", f"{summary['ceiling_ratio']:.2f}"),
+        ("unchanged re-sync: records/s", f"{summary['unchanged_records_per_s']:,}"),
+        ("unchanged re-sync: documents written", f"{again_docs:,.0f}"),
+    ]
+    print("| measurement | value |\n|---|---:|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    return summary
 
 
-async def store_writes(port: int) -> dict[str, float]:
-    """The worker's own count of documents written, per collection (from /metrics)."""
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-    found: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("marquee_normalizer_store_writes_total{"):
-            collection = line.split('collection="', 1)[1].split('"', 1)[0]
-            found[collection] = float(line.rsplit(" ", 1)[1])
-        elif line.startswith("marquee_normalizer_batch_seconds_count "):
-            found["batches"] = float(line.rsplit(" ", 1)[1])
-    return found
+async def worker_metrics_when_up(workers: Sequence[Proc], ports: Sequence[int]) -> Metrics:
+    """The workers' metrics once every one answers (faust takes a few seconds to start)."""
+    deadline = time.monotonic() + 120
+    while True:
+        for worker in workers:
+            if not worker.alive:
+                raise RuntimeError(f"worker exited; {worker.log}:\n{worker.tail()}")
+        try:
+            return await worker_metrics(ports)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=20_000, help="sandbox world size")
-    parser.add_argument("--records", type=int, default=20_000, help="raw records to normalize")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=10_000, help="sandbox world size")
+    parser.add_argument(
+        "--records", type=int, default=0, help="at most this many records (0: the whole world)"
+    )
     parser.add_argument("--ceiling", type=int, default=5_000, help="documents for the ceiling")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes, one group")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
     summary = on_shared_stack(run, args)

@@ -71,7 +71,9 @@ joins_total = metrics.counter("joins_total", "records matched into another provi
 merges_total = metrics.counter("merges_total", "canonical events merged into another")
 splits_total = metrics.counter("splits_total", "records split off into another event")
 store_writes = metrics.counter(
-    "store_writes_total", "documents written to MongoDB (insert, replace, update)", ("collection",)
+    "store_writes_total",
+    "documents written to MongoDB (kind: insert, or rewrite = replace/update)",
+    ("collection", "kind"),
 )
 lag = metrics.gauge("consumer_lag", "records behind the end of the input partition", ("partition",))
 
@@ -233,8 +235,8 @@ async def normalize(stream: AsyncIterable[Any]) -> None:
             joins_total.inc(outcome.joined)
             merges_total.inc(outcome.merged)
             splits_total.inc(outcome.split)
-            for collection, count in store.writes.items():
-                store_writes.labels(collection).inc(count)
+            for (collection, kind), count in store.writes.items():
+                store_writes.labels(collection, kind).inc(count)
             store.writes.clear()
             _record_lag(events)
             for change in outcome.changes:
