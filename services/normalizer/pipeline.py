@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 # The old block index (a document per block) that canonical events' ``blocks`` replaced.
 LEGACY_BLOCKS = "blocks"
 MIGRATIONS = "migrations"
+# Bumped whenever the shape of block keys changes: stored events then get them anew at start.
+BLOCKS_MIGRATION = "events.blocks.v2"
 CANDIDATE_FIELDS = (
     *("members", "version", "content_hash", "status", "created_at", "duplicate_of"),
     *("is_imported", "imported_event", "sources", "blocks"),
@@ -182,19 +184,21 @@ class CatalogueStore:
         return {str(doc["_id"]): doc async for doc in found}
 
     async def migrate_blocks(self) -> int:
-        """Give canonical events stored before ``blocks`` existed their blocks (once per store);
-        returns how many. The old block collection is dropped afterwards."""
-        if await self.db[MIGRATIONS].find_one({"_id": "events.blocks"}):
+        """Give canonical events the blocks of this version of ``Profile.indexed_under`` (once
+        per store and version: events stored earlier had none, or keys of another shape);
+        returns how many changed. The old block collection is dropped afterwards."""
+        if await self.db[MIGRATIONS].find_one({"_id": BLOCKS_MIGRATION}):
             return 0
         ops = []
-        async for doc in self.db[EVENTS].find({"blocks": {"$exists": False}}, ["members"]):
-            members = [profile_of(m) for m in doc.get("members") or []]
-            ops.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"blocks": blocks_of(members)}}))
+        async for doc in self.db[EVENTS].find({}, ["members", "blocks"]):
+            blocks = blocks_of([profile_of(m) for m in doc.get("members") or []])
+            if doc.get("blocks") != blocks:
+                ops.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"blocks": blocks}}))
         for start in range(0, len(ops), 1000):
             await self.db[EVENTS].bulk_write(ops[start : start + 1000], ordered=False)
         await self.db.drop_collection(LEGACY_BLOCKS)
         await self.db[MIGRATIONS].update_one(
-            {"_id": "events.blocks"}, {"$set": {"at": utc_now(), "events": len(ops)}}, upsert=True
+            {"_id": BLOCKS_MIGRATION}, {"$set": {"at": utc_now(), "events": len(ops)}}, upsert=True
         )
         return len(ops)
 

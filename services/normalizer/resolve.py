@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from services.normalizer.categories import TREE
 from shared.contracts import ExternalEvent
 
 # Words that differ between providers' titles of the same performance and say nothing.
@@ -21,6 +22,10 @@ STOPWORDS = frozenset(
     }
 )
 MATCH_THRESHOLD = 0.62
+# Blocks are per category (a record only meets candidates it could match); a record without
+# one searches every top-level category.
+CATEGORIES: tuple[str, ...] = tuple(TREE)
+NO_CATEGORY = "-"
 # A member leaves its event only when, its time set aside, it scores below this against every
 # other member: lower than the join threshold, so a borderline record does not flap, and
 # blind to time, so a rescheduled performance keeps its id.
@@ -121,31 +126,37 @@ class Profile:
             category=event.category,
         )
 
-    def blocks(self) -> list[str]:
-        """Keys of the buckets where its duplicates must be: same local day, city or place."""
-        if self.day is None:
-            return []
+    def places(self) -> list[str]:
+        """Its place keys: the city, the 0.1° geo cell, or ``any`` when it has neither."""
         keys = []
         if self.city:
-            keys.append(f"{self.day}|c:{self.city}")
+            keys.append(f"c:{self.city}")
         if self.lat is not None and self.lon is not None:
-            keys.append(f"{self.day}|g:{round(self.lat, 1)},{round(self.lon, 1)}")
-        if not keys:
-            # No place (online, or the provider left it out): compare with the whole day.
-            keys.append(f"{self.day}|any")
-        return keys
+            keys.append(f"g:{round(self.lat, 1)},{round(self.lon, 1)}")
+        # No place (online, or the provider left it out): compare with the whole day.
+        return keys or ["any"]
+
+    def blocks(self) -> list[str]:
+        """Keys of the buckets where its duplicates must be: same local day, place, and a
+        category that can match (its own, or none: ``score`` rules out two different ones)."""
+        if self.day is None:
+            return []
+        kinds = [self.category, NO_CATEGORY] if self.category else [*CATEGORIES, NO_CATEGORY]
+        return [f"{self.day}|{place}|{kind}" for place in self.places() for kind in kinds]
 
     def indexed_under(self) -> list[str]:
-        """Where others find it: its own blocks, plus the day's catch-all for community events.
+        """Where others find it: its own place keys under its category, plus the day's
+        catch-all for community events.
 
         Placeless records (online meetups) search the catch-all; their physical twins are
         community events (Eventbrite, Meetup), so only those go there. Indexing every
-        record there would make one ever-growing document per day, rewritten per batch.
-        """
-        own = self.blocks()
-        if own and own[-1].endswith("|any"):
-            return own
-        return [*own, f"{self.day}|any"] if self.category == "community" else own
+        record there would put a whole day's events under one key."""
+        if self.day is None:
+            return []
+        places = self.places()
+        if self.category == "community" and "any" not in places:
+            places.append("any")
+        return [f"{self.day}|{place}|{self.category or NO_CATEGORY}" for place in places]
 
 
 def score(a: Profile, b: Profile) -> float:

@@ -46,7 +46,7 @@ async def test_candidates_are_one_indexed_query(mongo_db: AsyncDatabase[Document
         )
     docs.append({"_id": "evt_merged", "members": [], "blocks": [], "duplicate_of": "evt_7"})
     await mongo_db[EVENTS].insert_many(docs)
-    wanted = ["2027-01-08|c:city2", "2027-01-09|c:city3"]
+    wanted = ["2027-01-08|c:city2|music", "2027-01-09|c:city3|music"]
     found = await store.candidates(wanted, ["evt_merged"])
     expected = {d["_id"] for d in docs if set(d["blocks"]) & set(wanted)} | {"evt_merged"}
     assert set(found) == expected
@@ -75,7 +75,10 @@ async def test_events_stored_before_blocks_get_them_once(mongo_db: AsyncDatabase
     normalizer = Normalizer(CatalogueStore(mongo_db), emit)
     await normalizer.start()
     stored = {d["_id"]: d async for d in mongo_db[EVENTS].find({})}
-    assert stored["evt_a"]["blocks"] == ["2027-02-01|any", "2027-02-01|c:austin"]
+    assert stored["evt_a"]["blocks"] == [
+        "2027-02-01|any|community",
+        "2027-02-01|c:austin|community",
+    ]
     assert stored["evt_a"]["blocks"] == blocks_of(
         [profile_of(m) for m in stored["evt_a"]["members"]]
     )
