@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -60,12 +61,36 @@ async def worker_metrics(ports: Sequence[int]) -> Metrics:
                     key = f"{labels['collection'].strip(chr(34))}/{labels['kind'].strip(chr(34))}"
                 elif name.startswith("marquee_normalizer_records_total{"):
                     key = "records/" + name.split('result="', 1)[1].split('"', 1)[0]
+                elif name.startswith("marquee_normalizer_stage_seconds_total{"):
+                    key = "stage/" + name.split('stage="', 1)[1].split('"', 1)[0]
                 elif name == "marquee_normalizer_batch_seconds_count":
                     key = "batches"
                 else:
                     continue
                 found[key] = found.get(key, 0.0) + float(value)
     return found
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pids: Sequence[int | None]) -> float:
+    """CPU seconds (user + system) the processes used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        if pid is None:
+            continue
+        # Fields after the command name, which may hold spaces: utime and stime are 14 and 15.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine so far, every core (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values) - idle) / TICK, sum(values) / TICK
 
 
 def delta(after: Metrics, before: Metrics) -> Metrics:
@@ -148,10 +173,16 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
             await send_all(kafka, names["input"], raws[:1])
             base = await until_seen(workers, ports, zero, 1, ("written",))
             first = raws[1:]
+            cpu_before, machine_before = process_cpu_s([w.pid for w in workers]), machine_cpu()
             started = time.perf_counter()
             published = await send_all(kafka, names["input"], first)
             after_first = await until_seen(workers, ports, base, len(first), ("written",))
             first_s = time.perf_counter() - started
+            worker_cpu = process_cpu_s([w.pid for w in workers]) - cpu_before
+            machine_after = machine_cpu()
+            machine_busy = (machine_after[0] - machine_before[0]) / (
+                machine_after[1] - machine_before[1]
+            )
             canonical = await db[EVENTS].count_documents({"duplicate_of": None})
             # The same payloads fetched again an hour later: each must be found unchanged.
             again = [
@@ -168,7 +199,9 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
                 await worker.stop()
     first_writes = delta(after_first, base)
     again_writes = delta(after_again, after_first)
-    docs = {k: v for k, v in first_writes.items() if "/" in k and not k.startswith("records/")}
+    not_docs = ("records/", "stage/", "batches")
+    docs = {k: v for k, v in first_writes.items() if not k.startswith(not_docs)}
+    stages = {k.split("/", 1)[1]: v for k, v in first_writes.items() if k.startswith("stage/")}
     inserts = sum(v for k, v in docs.items() if k.endswith("/insert"))
     rewrites = sum(v for k, v in docs.items() if k.endswith("/rewrite"))
     written = inserts + rewrites
@@ -177,9 +210,7 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     # What the store alone needs for this mix of inserts and rewrites, as documents/s.
     store_s = inserts / insert.rate + rewrites / replace.rate
     ceiling = written / store_s if store_s else insert.rate
-    again_docs = sum(
-        v for k, v in again_writes.items() if not k.startswith(("records/", "batches"))
-    )
+    again_docs = sum(v for k, v in again_writes.items() if not k.startswith(not_docs))
     summary = {
         "benchmark": "normalize",
         "events": args.events,
@@ -202,6 +233,12 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
         "unchanged_resync_s": round(again_s, 2),
         "unchanged_records_per_s": round(len(again) / again_s),
         "unchanged_docs_written": round(again_docs),
+        # Where the first sync's time went: the workers' CPU, the whole machine's, and the
+        # workers' batch time per stage (store and broker waits included), summed over workers.
+        "worker_cpu_s": round(worker_cpu, 1),
+        "worker_cpu_ms_per_record": round(worker_cpu * 1000 / len(first), 3),
+        "machine_cpu_busy": round(machine_busy, 3),
+        "stage_s": {k: round(v, 1) for k, v in sorted(stages.items(), key=lambda kv: -kv[1])},
     }
     print(
         f"\npublished in {published:.1f}s; first sync of {len(first):,} records in {first_s:.1f}s"
@@ -220,10 +257,16 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
         ("ceiling ratio: records/s * writes/record / ceiling", f"{summary['ceiling_ratio']:.2f}"),
         ("unchanged re-sync: records/s", f"{summary['unchanged_records_per_s']:,}"),
         ("unchanged re-sync: documents written", f"{again_docs:,.0f}"),
+        ("first sync: worker CPU ms per record", f"{summary['worker_cpu_ms_per_record']:.2f}"),
+        ("first sync: machine CPU busy (all cores)", f"{machine_busy:.0%}"),
     ]
     print("| measurement | value |\n|---|---:|")
     for name, value in rows:
         print(f"| {name} | {value} |")
+    print("\n| first sync stage | seconds (all workers) | share |\n|---|---:|---:|")
+    busy = sum(stages.values()) or 1.0
+    for stage, seconds in summary["stage_s"].items():
+        print(f"| {stage} | {seconds:,.1f} | {stages[stage] / busy:.0%} |")
     return summary
 
 

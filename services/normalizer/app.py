@@ -75,6 +75,12 @@ store_writes = metrics.counter(
     "documents written to MongoDB (kind: insert, or rewrite = replace/update)",
     ("collection", "kind"),
 )
+stage_seconds = metrics.counter(
+    "stage_seconds_total",
+    "seconds spent per stage of the batches (parse, read, map, profile, candidates, resolve, "
+    "members, rebuild, emit, write, rejoin), store and broker waits included",
+    ("stage",),
+)
 lag = metrics.gauge("consumer_lag", "records behind the end of the input partition", ("partition",))
 
 
@@ -238,6 +244,9 @@ async def normalize(stream: AsyncIterable[Any]) -> None:
             for (collection, kind), count in store.writes.items():
                 store_writes.labels(collection, kind).inc(count)
             store.writes.clear()
+            for stage, seconds in normalizer.clock.seconds.items():
+                stage_seconds.labels(stage).inc(seconds)
+            normalizer.clock.seconds.clear()
             _record_lag(events)
             for change in outcome.changes:
                 changes_total.labels(change.op.value).inc()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -103,6 +104,23 @@ class Outcome:
     # was built from, sent as a header so that readers know which record versions to expect.
     sources: dict[tuple[str, int], dict[str, int]] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
+
+
+class StageClock:
+    """Seconds spent per stage of the batches (a stage's store waits included): where a
+    worker's time goes, exported as ``stage_seconds_total`` and read by the benchmark."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._last = time.perf_counter()
+
+    def restart(self) -> None:
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] += now - self._last
+        self._last = now
 
 
 def profile_doc(p: Profile, version: int | None = None) -> dict[str, Any]:
@@ -289,6 +307,7 @@ class Normalizer:
         self.threshold = resolver_threshold
         # Categories this worker has stored: each is written once per process, not per record.
         self.categories_seen: set[tuple[str, str]] = set()
+        self.clock = StageClock()
 
     async def start(self) -> None:
         """Once per process: indexes, the canonical taxonomy, blocks for events stored without.
@@ -316,6 +335,8 @@ class Normalizer:
 
     async def process(self, messages: Sequence[Message]) -> Outcome:
         outcome = Outcome()
+        clock = self.clock
+        clock.restart()
         latest: dict[str, tuple[RawRecord, Message]] = {}
         artists: dict[str, Document] = {}
         for message in messages:
@@ -340,7 +361,9 @@ class Normalizer:
             else:
                 outcome.stale += 1
         tombstones = [k for k, (raw, _) in latest.items() if raw.tombstone]
+        clock.lap("parse")
         stored = await self._stored(list(latest), tombstones, list(artists.values()))
+        clock.lap("read")
         changed: dict[str, ExternalEvent] = {}
         for key, (raw, message) in latest.items():
             before = stored.get(key)
@@ -364,11 +387,13 @@ class Normalizer:
                 event.created_at = before.get("created_at") or event.created_at
                 event.version = int(before.get("version") or 0) + 1
             changed[key] = event
+        clock.lap("map")
         if changed:
             await self._resolve_and_write(changed, outcome)
         named = {k for a in artists.values() for k in a.get("events", [])} - set(changed)
         if named:
             await self._rejoin(named, outcome)
+            clock.lap("rejoin")
         return outcome
 
     async def _stored(
@@ -467,12 +492,15 @@ class Normalizer:
         return canon
 
     async def _resolve_and_write(self, changed: dict[str, ExternalEvent], outcome: Outcome) -> None:
+        clock = self.clock
         profiles = {k: Profile.of(e, addon=is_addon(e)) for k, e in changed.items()}
         block_keys = sorted({b for p in profiles.values() for b in p.blocks()})
+        clock.lap("profile")
         # Candidates are read for resolution only: their members' profiles and bookkeeping.
         canon = await self._candidates(
             block_keys, {e.canonical_id for e in changed.values() if e.canonical_id}
         )
+        clock.lap("candidates")
         resolver = Resolver() if self.threshold is None else Resolver(self.threshold)
         for cid, doc in canon.items():
             if not doc.get("duplicate_of"):  # a merged event has no members left
@@ -492,6 +520,7 @@ class Normalizer:
         final = {old: _final(resolver, old) for old in resolver.split_from.values()}
         touched = {resolver.of_key[k] for k in changed} | set(final.values())
         touched |= {_final(resolver, s) for s in resolver.merged.values()}
+        clock.lap("resolve")
         # Rebuild every touched canonical event from all its members.
         member_keys = {k for cid in touched for k in resolver.clusters[cid].members}
         others = await self.store.by_ids(EXTERNAL_EVENTS, sorted(member_keys - set(changed)))
@@ -502,13 +531,16 @@ class Normalizer:
         }
         members = {k: ExternalEvent.model_validate(d) for k, d in others.items()} | changed
         members = await self._with_artists(members)
+        clock.lap("members")
         canonical_docs = await self._merged_away(resolver, canon, outcome)
         fresh = {k: e.version for k, e in changed.items()}
         canonical_docs += self._rebuild(
             resolver, touched, canon, members, scores, outcome, fresh=fresh
         )
+        clock.lap("rebuild")
         if outcome.changes:
             await self.emit(outcome.changes, outcome.sources)
+        clock.lap("emit")
         externals = []
         for key, event in changed.items():
             doc = event.to_document()
@@ -522,6 +554,7 @@ class Normalizer:
             relinks=relinks,
         )
         await self._categories([c for e in changed.values() for c in provider_category_docs(e)])
+        clock.lap("write")
         outcome.written += len(externals)
         outcome.merged += len(resolver.merged)
         outcome.split += len(resolver.split_from)
