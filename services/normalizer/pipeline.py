@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
@@ -247,8 +248,10 @@ class CatalogueStore:
         *,
         existing: set[str],
         relinks: dict[str, str] | None = None,
+        categories: Sequence[Category] = (),
     ) -> None:
-        """Canonical events first, per-source records last (see Normalizer).
+        """Canonical events (and the batch's new categories, alongside) first, per-source
+        records last (see Normalizer).
 
         Documents this batch saw stored are replaced; the others are inserted, because an
         insert is several times cheaper than a rewrite (see docs/BENCHMARKS.md). An insert
@@ -256,7 +259,7 @@ class CatalogueStore:
         replace. ``relinks`` point per-source records that a merge moved at their new
         canonical event.
         """
-        await self._put(EVENTS, canonicals, existing)
+        await asyncio.gather(self._put(EVENTS, canonicals, existing), self.categories(categories))
         await self._put(EXTERNAL_EVENTS, externals, existing)
         if relinks:
             await self.db[EXTERNAL_EVENTS].bulk_write(
@@ -272,17 +275,30 @@ class CatalogueStore:
         known = [
             ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs if d["_id"] in existing
         ]
+        # The inserts and the rewrites go out together: each is a durable commit the store
+        # waits on (fsync), and they touch different documents.
+        collided = await asyncio.gather(
+            self._insert(collection, fresh), self._rewrite(collection, known)
+        )
+        await self._rewrite(collection, [_replace(d) for d in collided[0]])
+
+    async def _insert(self, collection: str, docs: list[Document]) -> list[Document]:
+        """Insert ``docs``; returns those already stored (a replay wrote them)."""
+        if not docs:
+            return []
         try:
-            if fresh:
-                await self.db[collection].insert_many(fresh, ordered=False)
-                self.writes[collection, "insert"] += len(fresh)
+            await self.db[collection].insert_many(docs, ordered=False)
         except BulkWriteError as err:
-            collided = [fresh[i] for i in duplicates_only(err)]
-            self.writes[collection, "insert"] += len(fresh) - len(collided)
-            known += [_replace(d) for d in collided]
-        if known:
-            await self.db[collection].bulk_write(known, ordered=False)
-            self.writes[collection, "rewrite"] += len(known)
+            collided = [docs[i] for i in duplicates_only(err)]
+            self.writes[collection, "insert"] += len(docs) - len(collided)
+            return collided
+        self.writes[collection, "insert"] += len(docs)
+        return []
+
+    async def _rewrite(self, collection: str, ops: list[ReplaceOne[Document]]) -> None:
+        if ops:
+            await self.db[collection].bulk_write(ops, ordered=False)
+            self.writes[collection, "rewrite"] += len(ops)
 
 
 # The changes to announce, and per (canonical id, version) the member versions behind it.
@@ -321,10 +337,16 @@ class Normalizer:
             log.info("gave %d stored canonical events their blocks", migrated)
 
     async def _categories(self, docs: Sequence[Category]) -> None:
-        fresh = [c for c in docs if (c.source, c.name) not in self.categories_seen]
-        unique = list({(c.source, c.name): c for c in fresh}.values())
+        unique = self._unseen(docs)
         await self.store.categories(unique)
-        self.categories_seen.update((c.source, c.name) for c in unique)
+        self._seen(unique)
+
+    def _unseen(self, docs: Sequence[Category]) -> list[Category]:
+        fresh = [c for c in docs if (c.source, c.name) not in self.categories_seen]
+        return list({(c.source, c.name): c for c in fresh}.values())
+
+    def _seen(self, docs: Sequence[Category]) -> None:
+        self.categories_seen.update((c.source, c.name) for c in docs)
 
     def _parse(self, message: Message, outcome: Outcome) -> RawRecord | None:
         try:
@@ -547,13 +569,17 @@ class Normalizer:
             doc["_id"] = key
             doc["start_utc"] = event.start_utc
             externals.append(doc)
+        # Categories are stored before the records that name them: a replay after a crash
+        # finds a stored record unchanged and would not write its categories again.
+        categories = self._unseen([c for e in changed.values() for c in provider_category_docs(e)])
         await self.store.write(
             externals,
             canonical_docs,
             existing={*canon, *(k for k, e in changed.items() if e.version > 1)},
             relinks=relinks,
+            categories=categories,
         )
-        await self._categories([c for e in changed.values() for c in provider_category_docs(e)])
+        self._seen(categories)
         clock.lap("write")
         outcome.written += len(externals)
         outcome.merged += len(resolver.merged)
