@@ -222,6 +222,8 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
                 machine_after[1] - machine_before[1]
             )
             canonical = await db[EVENTS].count_documents({"duplicate_of": None})
+            # The resolver's state is the store's: the blocks index and the members it reads.
+            stats = await db.command("collStats", EVENTS)
             # The same payloads fetched again an hour later: each must be found unchanged.
             again = [
                 r.model_copy(update={"fetched_at": r.fetched_at + timedelta(hours=1)}) for r in raws
@@ -282,6 +284,8 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
         "unchanged_resync_s": round(again_s, 2),
         "unchanged_records_per_s": round(len(again) / again_s),
         "unchanged_docs_written": round(again_docs),
+        "state_blocks_index_bytes": int(stats.get("indexSizes", {}).get("blocks", 0)),
+        "state_events_bytes": int(stats.get("size", 0)),
         # Where the first sync's time went: the workers' CPU, the whole machine's, and the
         # workers' batch time per stage (store and broker waits included), summed over workers.
         "worker_cpu_s": round(worker_cpu, 1),

@@ -106,7 +106,14 @@ class Sinks:
                     settings.changes_topic,
                     change.to_json_bytes(),
                     key=change.canonical_id.encode(),
-                    headers=ce_headers(change, "/normalizer", extra=extra),
+                    # One id per event version: a replay re-sends the same version under the
+                    # same id, so subscribers can drop it by id or by version.
+                    headers=ce_headers(
+                        change,
+                        "/normalizer",
+                        event_id=f"{change.canonical_id}:{change.version}",
+                        extra=extra,
+                    ),
                 )
             )
         await asyncio.gather(*pending)

@@ -59,6 +59,10 @@ STORED_FIELDS = (
     *("content_hash", "last_synced", "canonical_id", "is_imported", "imported_event"),
     *("created_at", "version"),
 )
+# Block keys per candidates query. The store's time per returned document grows with the
+# size of the result (measured on SecantusDB: 7,700 candidates in one query 3.5 s, in queries
+# of 100-250 keys 1.0-1.1 s in all), so a batch asks in several smaller queries.
+CANDIDATE_CHUNK = 200
 # How many merges a stale reference may be behind (each is one more read).
 MAX_MERGE_HOPS = 4
 ARTISTS = "artists"
@@ -194,13 +198,20 @@ class CatalogueStore:
         return {str(doc["_id"]): doc async for doc in found}
 
     async def candidates(self, blocks: Sequence[str], ids: Iterable[str]) -> dict[str, Document]:
-        """Canonical events indexed under any of ``blocks`` or named by ``ids``: one query on
-        the multikey ``blocks`` index and ``_id``, whatever the batch size."""
-        query = candidates_query(blocks, ids)
-        if query is None:
-            return {}
-        found = self.db[EVENTS].find(query, list(CANDIDATE_FIELDS))
-        return {str(doc["_id"]): doc async for doc in found}
+        """Canonical events indexed under any of ``blocks`` or named by ``ids``: indexed
+        queries on the multikey ``blocks`` index and ``_id``, a few per batch, concurrent."""
+        blocks = list(blocks)
+        chunks = [blocks[i : i + CANDIDATE_CHUNK] for i in range(0, len(blocks), CANDIDATE_CHUNK)]
+        queries = [candidates_query(chunk, ()) for chunk in chunks]
+        queries.append(candidates_query((), ids))
+        found: dict[str, Document] = {}
+        for part in await asyncio.gather(*(self._find(q) for q in queries if q is not None)):
+            found |= part
+        return found
+
+    async def _find(self, query: Document) -> dict[str, Document]:
+        cursor = self.db[EVENTS].find(query, list(CANDIDATE_FIELDS))
+        return {str(doc["_id"]): doc async for doc in cursor}
 
     async def migrate_blocks(self) -> int:
         """Give canonical events the blocks of this version of ``Profile.indexed_under`` (once

@@ -651,6 +651,8 @@ async def test_member_change_that_keeps_the_event_is_announced_and_served(
             )
             header = dict(raw.headers)["ce_sourceversions"]
             assert orjson.loads(header) == {tm.key(): 1, sg.key(): 2}
+            # One CloudEvents id per event version: a re-sent copy carries the same one.
+            assert dict(raw.headers)["ce_id"] == f"{cid}:{update.version}".encode()
 
             async def served() -> Any:
                 body = (await http.get(path)).json()
