@@ -13,7 +13,11 @@ Starts its own Kafka, MongoDB-wire server, S3, sandbox and the five services
    by a ``detail`` job (what a provider webhook or a tight poll would trigger), and the time
    from the change to the API serving the record's new version is measured, with the stages
    (raw record on ``raw.events``, change on ``events.canonical``, API); once while idle and,
-   with ``--under-load``, while the bulk phase is still being normalized.
+   with ``--under-load``, while the bulk phase is still being normalized;
+4. **freshness at half load**: ``--half-load-changes`` more samples while ``raw.events``
+   carries changed records at half the rate the bulk was normalized at (stored records
+   re-published with an extra payload key, so each is mapped, resolved, rewritten and
+   announced): the steady load a deployment should run at.
 
 ``python benchmarks/e2e.py [--events 20000] [--changes 20] [--imports 1000]``
 """
@@ -56,7 +60,9 @@ from shared.contracts import (
     IngestReply,
     JobKind,
     Provider,
+    RawRecord,
 )
+from shared.kafka import make_producer
 from shared.mongo import EVENTS, EXTERNAL_EVENTS
 
 DETAIL_PROVIDERS = ("ticketmaster", "seatgeek", "eventbrite")
@@ -257,6 +263,66 @@ class Bench:
                 samples.append(sample)
         self.figures[f"freshness {label}"] = {"samples": samples, "misses": misses}
 
+    async def half_load(self) -> None:
+        """Freshness samples while ``raw.events`` carries half the rate the bulk was
+        normalized at: stored records re-published with a changed payload (an extra key the
+        mappers ignore), so the normalizer maps, resolves, rewrites and announces each one."""
+        bulk = self.figures["bulk"]
+        rate = bulk["raw_messages"] / max(bulk["normalize_s"], 1e-9) / 2
+        self.figures["half_load_rate"] = rate
+        say(f"freshness at half load: {rate:,.0f} changed records/s on raw.events")
+        pool = [
+            raw
+            for _at, r in self.raw.seen
+            if not (r.key or b"").startswith(b"spotify:")
+            and not (raw := RawRecord.model_validate_json(r.value or b"{}")).tombstone
+            and isinstance(raw.payload, dict)
+        ]
+        stop = asyncio.Event()
+        sent = 0
+
+        async def load() -> None:
+            nonlocal sent
+            producer = make_producer(self.p.kafka)
+            await producer.start()
+            try:
+                started = time.monotonic()
+                while not stop.is_set():
+                    # Paced in 50 ms steps: as many as the rate allows by now.
+                    due = int((time.monotonic() - started) * rate) - sent
+                    for _ in range(max(due, 0)):
+                        raw = pool[sent % len(pool)]
+                        touched = RawRecord(
+                            provider=raw.provider,
+                            entity=raw.entity,
+                            external_id=raw.external_id,
+                            payload={**raw.payload, "marquee_bench_touch": sent},
+                        )
+                        await producer.send(
+                            "raw.events", touched.to_json_bytes(), key=touched.key().encode()
+                        )
+                        sent += 1
+                    await asyncio.sleep(0.05)
+                await producer.flush()
+            finally:
+                await producer.stop()
+
+        task = asyncio.create_task(load())
+        try:
+            await asyncio.sleep(10)  # the load settles before the first sample
+            samples, misses = [], 0
+            for _ in range(self.args.half_load_changes):
+                sample = await self.one_change(self.args.fresh_timeout)
+                if sample is None:
+                    misses += 1
+                else:
+                    samples.append(sample)
+        finally:
+            stop.set()
+            await task
+        self.figures["half_load_sent"] = sent
+        self.figures["freshness half load"] = {"samples": samples, "misses": misses}
+
     async def one_change(self, wait_s: float) -> Sample | None:
         before = snapshot(self.world)
         moved = await self.p.sandbox("POST", "clock/advance?hours=1")
@@ -438,7 +504,7 @@ def report(figures: dict[str, Any], seconds: float) -> str:
             f"({imports['requests'] / imports['answered_s']:,.0f}/s), "
             f"{imports['notifications']:,} notifications delivered by {imports['notified_s']:.1f}s",
         ]
-    for label in ("idle", "under load"):
+    for label in ("idle", "under load", "half load"):
         found = figures.get(f"freshness {label}")
         if not found:
             continue
@@ -521,7 +587,16 @@ def summary(figures: dict[str, Any], seconds: float, args: argparse.Namespace) -
         "imports_notifications": imports and imports["notifications"],
         "imports_notified_s": imports and round(imports["notified_s"], 2),
     }
-    for label, prefix in (("idle", "freshness_idle"), ("under load", "freshness_load")):
+    out |= {
+        "half_load_records_per_s": figures.get("half_load_rate")
+        and round(figures["half_load_rate"]),
+        "half_load_records_sent": figures.get("half_load_sent"),
+    }
+    for label, prefix in (
+        ("idle", "freshness_idle"),
+        ("under load", "freshness_load"),
+        ("half load", "freshness_half"),
+    ):
         found = figures.get(f"freshness {label}")
         samples: list[Sample] = found["samples"] if found else []
         out |= {
@@ -566,6 +641,8 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], float]:
             await bench.bulk()
             await bench.imports()
             await bench.freshness("idle")
+            if args.half_load_changes:
+                await bench.half_load()
         finally:
             await bench.stop()
     finally:
@@ -583,6 +660,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--changes", type=int, default=20, help="freshness samples, idle")
     parser.add_argument("--under-load", action="store_true", help="also sample during the bulk")
     parser.add_argument("--load-changes", type=int, default=5, help="samples under load")
+    parser.add_argument(
+        "--half-load-changes",
+        type=int,
+        default=20,
+        help="freshness samples at half the bulk's normalize rate (0: skip)",
+    )
     parser.add_argument("--fresh-timeout", type=float, default=120.0, help="per sample, seconds")
     parser.add_argument("--load-timeout", type=float, default=1800.0, help="per sample, loaded")
     parser.add_argument("--spotify", type=int, default=100, help="Spotify lookups per sync")

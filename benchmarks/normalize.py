@@ -228,12 +228,14 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
             again = [
                 r.model_copy(update={"fetched_at": r.fetched_at + timedelta(hours=1)}) for r in raws
             ]
+            cpu_before = process_cpu_s([w.pid for w in workers])
             started = time.perf_counter()
             await send_all(kafka, names["input"], again)
             after_again = await until_seen(
                 workers, ports, after_first, len(again), ("unchanged", "stale")
             )
             again_s = time.perf_counter() - started
+            again_cpu = process_cpu_s([w.pid for w in workers]) - cpu_before
         finally:
             for worker in workers:
                 await worker.stop()
@@ -284,6 +286,12 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
         "unchanged_resync_s": round(again_s, 2),
         "unchanged_records_per_s": round(len(again) / again_s),
         "unchanged_docs_written": round(again_docs),
+        "unchanged_worker_cpu_ms_per_record": round(again_cpu * 1000 / len(again), 3),
+        "unchanged_stage_s": {
+            k.split("/", 1)[1]: round(v, 1)
+            for k, v in sorted(again_writes.items(), key=lambda kv: -kv[1])
+            if k.startswith("stage/")
+        },
         "state_blocks_index_bytes": int(stats.get("indexSizes", {}).get("blocks", 0)),
         "state_events_bytes": int(stats.get("size", 0)),
         # Where the first sync's time went: the workers' CPU, the whole machine's, and the
