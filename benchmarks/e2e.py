@@ -236,9 +236,7 @@ class Bench:
     # ------------------------------------------------------------------ freshness
 
     async def freshness(self, label: str) -> None:
-        samples: list[Sample] = []
-        misses = 0
-        timeout = self.args.fresh_timeout
+        wait_s = self.args.fresh_timeout
         if label == "under load":
             # Once the bulk is on the broker and the normalizer still works through it: a
             # detail job sent earlier would only wait behind the sync jobs (one at a time).
@@ -251,17 +249,22 @@ class Bench:
             self.figures["backlog"] = backlog
             if not backlog:
                 return
-            timeout = self.args.load_timeout
+            wait_s = self.args.load_timeout
         count = self.args.changes if label == "idle" else self.args.load_changes
+        self.figures[f"freshness {label}"] = {"samples": [], "misses": 0}
         for _ in range(count):
             if label == "under load" and not await self.p.group_lag("normalizer"):
                 break  # the backlog is gone: further samples would be idle ones
-            sample = await self.one_change(timeout)
-            if sample is None:
-                misses += 1
-            else:
-                samples.append(sample)
-        self.figures[f"freshness {label}"] = {"samples": samples, "misses": misses}
+            await self.sample(label, wait_s)
+
+    async def sample(self, label: str, wait_s: float) -> None:
+        """One freshness sample, kept under ``freshness <label>`` (or counted as a miss)."""
+        found = self.figures[f"freshness {label}"]
+        sample = await self.one_change(wait_s)
+        if sample is None:
+            found["misses"] += 1
+        else:
+            found["samples"].append(sample)
 
     async def half_load(self) -> None:
         """Freshness samples while ``raw.events`` carries half the rate the bulk was
@@ -310,18 +313,13 @@ class Bench:
         task = asyncio.create_task(load())
         try:
             await asyncio.sleep(10)  # the load settles before the first sample
-            samples, misses = [], 0
+            self.figures["freshness half load"] = {"samples": [], "misses": 0}
             for _ in range(self.args.half_load_changes):
-                sample = await self.one_change(self.args.fresh_timeout)
-                if sample is None:
-                    misses += 1
-                else:
-                    samples.append(sample)
+                await self.sample("half load", self.args.fresh_timeout)
         finally:
             stop.set()
             await task
         self.figures["half_load_sent"] = sent
-        self.figures["freshness half load"] = {"samples": samples, "misses": misses}
 
     async def one_change(self, wait_s: float) -> Sample | None:
         before = snapshot(self.world)

@@ -135,6 +135,12 @@ def delta(after: Metrics, before: Metrics) -> Metrics:
     return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0)}
 
 
+def stage_split(metrics: Metrics) -> dict[str, float]:
+    """Seconds per batch stage (``stage/<name>`` keys), the largest first."""
+    stages = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith("stage/")}
+    return dict(sorted(stages.items(), key=lambda kv: -kv[1]))
+
+
 Encoded = list[tuple[bytes, bytes]]
 
 
@@ -256,7 +262,7 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     again_writes = delta(after_again, after_first)
     not_docs = ("records/", "stage/", "batches")
     docs = {k: v for k, v in first_writes.items() if not k.startswith(not_docs)}
-    stages = {k.split("/", 1)[1]: v for k, v in first_writes.items() if k.startswith("stage/")}
+    stages = stage_split(first_writes)
     inserts = sum(v for k, v in docs.items() if k.endswith("/insert"))
     rewrites = sum(v for k, v in docs.items() if k.endswith("/rewrite"))
     written = inserts + rewrites
@@ -298,11 +304,7 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
         "unchanged_records_per_s": round(len(again) / again_s),
         "unchanged_docs_written": round(again_docs),
         "unchanged_worker_cpu_ms_per_record": round(again_cpu * 1000 / len(again), 3),
-        "unchanged_stage_s": {
-            k.split("/", 1)[1]: round(v, 1)
-            for k, v in sorted(again_writes.items(), key=lambda kv: -kv[1])
-            if k.startswith("stage/")
-        },
+        "unchanged_stage_s": {k: round(v, 1) for k, v in stage_split(again_writes).items()},
         "state_blocks_index_bytes": int(stats.get("indexSizes", {}).get("blocks", 0)),
         "state_events_bytes": int(stats.get("size", 0)),
         # Where the first sync's time went: the workers' CPU, the whole machine's, and the
@@ -310,7 +312,7 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
         "worker_cpu_s": round(worker_cpu, 1),
         "worker_cpu_ms_per_record": round(worker_cpu * 1000 / len(first), 3),
         "machine_cpu_busy": round(machine_busy, 3),
-        "stage_s": {k: round(v, 1) for k, v in sorted(stages.items(), key=lambda kv: -kv[1])},
+        "stage_s": {k: round(v, 1) for k, v in stages.items()},
     }
     print(
         f"\npublished in {published:.1f}s; first sync of {len(first):,} records in {first_s:.1f}s"
