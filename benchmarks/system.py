@@ -482,7 +482,6 @@ class Pipeline:
             "NOTIFIER_BACKOFF_MAX_S": "5",
             "NOTIFIER_MAX_ATTEMPTS": "50",
             "API_RATE_LIMIT_PER_MINUTE": "0",
-            "API_EXPORT_DIR": str(self.run / "api-export"),
             **{f"{n.upper()}_HTTP_PORT": str(self.ports[n]) for n in SERVICES},
             **o.extra_env,
         }

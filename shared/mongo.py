@@ -13,6 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 from pymongo.write_concern import WriteConcern
 
+from shared.search import GEO, TERMS, WHEN
 from shared.settings import MongoSettings
 
 Document = dict[str, Any]
@@ -24,6 +25,23 @@ LOCAL_EVENTS = "local_events"
 CHECKPOINTS = "checkpoints"
 LEASES = "leases"
 
+EXPORTS = "exports"  # the API's CSV export: a row per exported record
+IMPORTS = "imports"  # the importer's claims: one per imported event
+
+
+def _search_indexes(source: str) -> list[IndexModel]:
+    """What the API's listings run on (shared/search.py fields; services/api/catalogue.py
+    picks one per query shape). Every one ends on the sort key, so a page is a range."""
+    return [
+        IndexModel([(TERMS, ASCENDING), (WHEN, ASCENDING)], name="terms_when"),
+        IndexModel([(WHEN, ASCENDING), ("_id", ASCENDING)], name="when_id"),
+        IndexModel([(source, ASCENDING), (WHEN, ASCENDING)], name="source_when"),
+        IndexModel([("category", ASCENDING), (WHEN, ASCENDING)], name="category_when"),
+        IndexModel([("subcategory", ASCENDING), (WHEN, ASCENDING)], name="subcategory_when"),
+        IndexModel([(GEO, GEOSPHERE)], name="geo"),
+    ]
+
+
 INDEXES: dict[str, list[IndexModel]] = {
     EXTERNAL_EVENTS: [
         IndexModel(
@@ -31,16 +49,16 @@ INDEXES: dict[str, list[IndexModel]] = {
             unique=True,
             name="source_external_id_unique",
         ),
-        IndexModel([("source", ASCENDING), ("start_utc", ASCENDING)], name="source_start"),
-        IndexModel([("venue_city", ASCENDING), ("start_utc", ASCENDING)], name="city_start"),
-        IndexModel([("category", ASCENDING), ("start_utc", ASCENDING)], name="category_start"),
         IndexModel([("canonical_id", ASCENDING)], name="canonical_id"),
+        IndexModel([("updated_at", ASCENDING), ("_id", ASCENDING)], name="updated_id"),
+        *_search_indexes("source"),
     ],
     EVENTS: [
         # Where the normalizer finds candidate events: its members' blocks (multikey).
         IndexModel([("blocks", ASCENDING)], name="blocks"),
-        IndexModel([("start.utc", ASCENDING)], name="start"),
+        # The change feed and sort=updated.
         IndexModel([("updated_at", ASCENDING), ("_id", ASCENDING)], name="change_feed"),
+        *_search_indexes("sources.source"),
     ],
     CATEGORIES: [
         IndexModel(
@@ -59,6 +77,8 @@ INDEXES: dict[str, list[IndexModel]] = {
             name="provider_stream_partition_unique",
         ),
     ],
+    EXPORTS: [IndexModel([("at", ASCENDING), ("_id", ASCENDING)], name="at_id")],
+    IMPORTS: [IndexModel([("created_at", ASCENDING)], name="created_at")],
     # Scheduler slots: each document names its own expiry, so old slots go away by themselves.
     LEASES: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl")],
 }

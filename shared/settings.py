@@ -296,7 +296,6 @@ class ApiSettings(ServiceSettings):
     jwt_issuer: str | None = None
     jwks_cache_s: float = Field(default=300.0, gt=0)
     # Topics the API talks to the other services through.
-    canonical_topic: str = "events.canonical"
     import_requests_topic: str = "import.requests"
     import_results_topic: str = "import.results"
     ingest_requests_topic: str = "ingest.requests"
@@ -306,14 +305,6 @@ class ApiSettings(ServiceSettings):
     detail_fetch_wait_s: float = Field(default=5.0, ge=0, le=30)
     detail_store_wait_s: float = Field(default=5.0, ge=0, le=30)
     not_found_ttl_s: float = Field(default=300.0, ge=0)
-    # Read model: changes are re-read this long after they are announced (the normalizer
-    # announces before it writes), and consumption starts this far before the load began.
-    settle_s: float = Field(default=3.0, ge=0)
-    replay_margin_s: float = Field(default=120.0, ge=0)
-    load_batch_size: int = Field(default=2000, ge=10, le=100_000)
-    imports_refresh_s: float = Field(
-        default=300.0, gt=0, description="full re-read of import claims (dismissals)"
-    )
     feed_settle_s: float = Field(
         default=2.0, ge=0, description="the change feed holds back changes younger than this"
     )
@@ -327,7 +318,6 @@ class ApiSettings(ServiceSettings):
         validation_alias=AliasChoices("API_CACHE_DURATION_MINUTES", "CACHE_DURATION_MINUTES"),
     )
     cache_max_entries: int = Field(default=10_000, ge=0)
-    export_dir: str = Field(default=".cache/api-export", description="where CSV exports go")
     access_log: bool = Field(
         default=True, description="one JSON line per request (probes and /metrics left out)"
     )

@@ -10,13 +10,13 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
 from services.api.auth import Authenticator, Principal, Role, bearer_token, forbidden
+from services.api.catalogue import Catalogue
 from services.api.errors import ApiError
-from services.api.export import CsvExporter
+from services.api.export import Exports
 from services.api.imports import Importer, Links
 from services.api.limits import RateLimiter, ResponseCache
 from services.api.metrics import ApiMetrics
 from services.api.ondemand import DetailFetcher
-from services.api.readmodel import ReadModel
 from services.api.store import Store
 from shared.health import Check
 from shared.settings import ApiSettings
@@ -27,17 +27,16 @@ class Services:
     """Everything the composition root wired; tests build their own."""
 
     settings: ApiSettings
-    model: ReadModel
+    catalogue: Catalogue
     store: Store
     auth: Authenticator
     limiter: RateLimiter
     cache: ResponseCache
     metrics: ApiMetrics
-    exporter: CsvExporter
+    exporter: Exports
     importer: Importer | None = None
     fetcher: DetailFetcher | None = None
     checks: Mapping[str, Check] = field(default_factory=dict)
-    readiness: Callable[[], Awaitable[dict[str, object]]] | None = None
 
 
 async def get_services(request: Request) -> Services:
@@ -99,16 +98,3 @@ async def get_links(request: Request, services: Deps) -> Links:
 
 
 LinkBase = Annotated[Links, Depends(get_links)]
-
-
-def ready_model(services: Services) -> ReadModel:
-    """The read model, or 503 while it loads (with a retry hint)."""
-    model = services.model
-    if not model.ready:
-        raise ApiError(
-            503,
-            "Catalogue is loading; try again shortly",
-            retry_after=5,
-            extra={"state": model.load.state},
-        )
-    return model

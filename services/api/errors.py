@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +61,22 @@ def error_response(
     details: list[dict[str, Any]] | None = None,
     retry_after: float | None = None,
     extra: dict[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     body: dict[str, Any] = {"error": error}
-    headers: dict[str, str] = {}
+    out_headers: dict[str, str] = {}
     if details:
         body["details"] = details
     if retry_after is not None:
         seconds = max(1, math.ceil(retry_after))
         body["retry_after"] = seconds
-        headers["Retry-After"] = str(seconds)
+        out_headers["Retry-After"] = str(seconds)
     body.update(extra or {})
     if status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
+        out_headers["WWW-Authenticate"] = "Bearer"
+    out_headers.update(headers or {})
     return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=out_headers
     )
 
 
@@ -103,12 +107,28 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
 _HTTP_MESSAGES = {404: "Not found", 405: "Method not allowed"}
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+def _allowed_methods(request: Request, exc: StarletteHTTPException) -> str | None:
+    """Every method the path answers to. Starlette's ``Allow`` names only the methods of the
+    first route whose path matched; a path declared once per method has more."""
+    named = (exc.headers or {}).get("Allow", "")
+    methods = {m.strip() for m in named.split(",") if m.strip()}
+    for route in request.app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods.update(route_methods)
+    return ", ".join(sorted(methods)) or None
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     message = exc.detail if isinstance(exc.detail, str) else None
     if exc.status_code in _HTTP_MESSAGES and message in (None, "Not Found", "Method Not Allowed"):
         message = _HTTP_MESSAGES[exc.status_code]
-    return error_response(exc.status_code, message or "Request failed")
+    # Kept: the exception's headers are part of the answer (405's Allow, 413's Connection).
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405 and (allowed := _allowed_methods(request, exc)) is not None:
+        headers["Allow"] = allowed
+    return error_response(exc.status_code, message or "Request failed", headers=headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

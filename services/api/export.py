@@ -1,18 +1,22 @@
-"""CSV export (the seed's data writer): append only the records not already in the file."""
+"""CSV export (the seed's data writer): append only the records not exported before."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
-import fcntl
 import io
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
-import orjson
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
-from services.api.readmodel import ReadModel
+from services.api.catalogue import Catalogue, Query
+from services.api.render import iso, public
+from shared.mongo import EXPORTS, Document, duplicates_only
+
+CHUNK = 1000
+EXPORT_FILE = "external_events.csv"
 
 COLUMNS = (
     "id",
@@ -42,6 +46,10 @@ COLUMNS = (
 
 
 def csv_row(event: dict[str, Any]) -> list[Any]:
+    return [iso(v) for v in _cells(event)]
+
+
+def _cells(event: dict[str, Any]) -> list[Any]:
     start = event.get("start") or {}
     venue = event.get("venue") or {}
     price = event.get("price_range") or {}
@@ -72,48 +80,49 @@ def csv_row(event: dict[str, Any]) -> list[Any]:
     ]
 
 
-class CsvExporter:
-    """One CSV file per replica; the ids already written are read back from the file itself,
-    so a restart (or another process appending under the same lock) never duplicates a row."""
+class Exports:
+    """The CSV export as shared state in the store: one document per exported record (its
+    ``_id``, the row as first exported, and when), so every replica appends to and serves the
+    same export, and a record is exported once whichever replica is asked."""
 
-    def __init__(self, directory: Path, name: str = "external_events.csv") -> None:
-        self.path = directory / name
-        self._lock = asyncio.Lock()
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.rows = db[EXPORTS]
 
-    def _existing(self) -> set[str]:
-        if not self.path.exists():
-            return set()
-        with self.path.open(newline="", encoding="utf-8") as handle:
-            rows = csv.reader(handle)
-            next(rows, None)
-            return {row[0] for row in rows if row}
+    async def append(self, catalogue: Catalogue, query: Query) -> tuple[int, int]:
+        """Append the matching records not exported before; (appended, total rows)."""
+        appended = 0
+        chunk: list[Document] = []
+        now = datetime.now(UTC)
+        async for event in catalogue.scan(query):
+            chunk.append({"_id": str(event["_id"]), "at": now, "row": csv_row(public(event))})
+            if len(chunk) == CHUNK:
+                appended += await self._insert(chunk)
+                chunk = []
+        appended += await self._insert(chunk)
+        return appended, await self.rows.count_documents({})
 
-    async def append(self, model: ReadModel, slots: Iterable[int]) -> tuple[int, int]:
-        """Append the given per-source records not yet exported; (appended, total rows)."""
-        async with self._lock:
-            bodies = [model.external_body(s) for s in slots]
-            return await asyncio.to_thread(self._write, bodies)
+    async def _insert(self, docs: list[Document]) -> int:
+        if not docs:
+            return 0
+        try:
+            await self.rows.insert_many(docs, ordered=False)
+        except BulkWriteError as err:
+            return len(docs) - len(duplicates_only(err))  # those were exported before
+        return len(docs)
 
-    def _write(self, bodies: list[bytes]) -> tuple[int, int]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a+", newline="", encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # other processes exporting to the same file
-            try:
-                existing = self._existing()
-                buffer = io.StringIO()
-                writer = csv.writer(buffer)
-                if not existing and handle.tell() == 0:
-                    writer.writerow(COLUMNS)
-                appended = 0
-                for body in bodies:
-                    event = orjson.loads(body)
-                    if event.get("id") in existing:
-                        continue
-                    existing.add(event["id"])
-                    writer.writerow(csv_row(event))
-                    appended += 1
-                handle.write(buffer.getvalue())
-                handle.flush()
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-        return appended, len(existing)
+    async def empty(self) -> bool:
+        return await self.rows.find_one({}, {"_id": 1}) is None
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        """The CSV file: the header, then every row in the order exported."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(COLUMNS)
+        cursor = self.rows.find({}, {"row": 1}).sort([("at", 1), ("_id", 1)]).hint("at_id")
+        async for doc in cursor:
+            writer.writerow(doc.get("row") or [])
+            if buffer.tell() > 64 * 1024:
+                yield buffer.getvalue().encode()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue().encode()

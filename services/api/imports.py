@@ -13,7 +13,6 @@ from pymongo.errors import PyMongoError
 
 from services.api.auth import Principal, Role
 from services.api.errors import ApiError, not_found, unavailable
-from services.api.readmodel import ReadModel
 from services.api.replies import Replies
 from services.api.store import Store
 from shared.contracts import Contract, ImportRequest, ImportResult, ImportStatus, Provider, new_id
@@ -37,7 +36,6 @@ class Importer:
     def __init__(
         self,
         store: Store,
-        model: ReadModel,
         replies: Replies[ImportResult],
         send: Send,
         *,
@@ -45,17 +43,13 @@ class Importer:
         wait_s: float,
     ) -> None:
         self.store = store
-        self.model = model
         self.replies = replies
         self.send = send
         self.topic = topic
         self.wait_s = wait_s
 
     async def _event(self, key: str) -> dict[str, Any] | None:
-        """The per-source record: the read model's copy, else the store's."""
-        slot = self.model.externals.slot(key)
-        if slot is not None:
-            return {"canonical_id": self.model.external_group(key)}
+        """The per-source record's canonical id, from the store."""
         doc = await self.store.external(key)
         return None if doc is None else {"canonical_id": doc.get("canonical_id")}
 

@@ -1,4 +1,4 @@
-"""Composition root of the API: reads settings, wires clients and the read model, serves it.
+"""Composition root of the API: reads settings, wires the store, Kafka and auth, serves them.
 
 ``python -m services.api`` serves (uvicorn, one process); ``python -m services.api token``
 mints a development token (see ``tokens.py``).
@@ -8,28 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 
 from services.api.app import create_app
 from services.api.auth import Authenticator, JwksKeys
+from services.api.catalogue import Catalogue
 from services.api.deps import Services
-from services.api.export import CsvExporter
-from services.api.feed import Feed
+from services.api.export import Exports
 from services.api.imports import Importer
 from services.api.limits import RateLimiter, ResponseCache
 from services.api.metrics import ApiMetrics
 from services.api.ondemand import DetailFetcher
-from services.api.readmodel import ReadModel
 from services.api.replies import Replies
 from services.api.store import Store
 from shared.cloudevents import ce_headers
-from shared.contracts import CanonicalChange, Contract, ImportResult, IngestReply
+from shared.contracts import Contract, ImportResult, IngestReply
 from shared.contracts.topics import Topic
 from shared.kafka import ensure_topics, make_producer
 from shared.logs import configure_logging
@@ -59,28 +56,11 @@ def authenticator(settings: ApiSettings) -> Authenticator:
 def api_topics(settings: ApiSettings) -> list[Topic]:
     """The topics the API uses, created if missing (its reply topic is its own)."""
     return [
-        Topic(settings.canonical_topic, CanonicalChange, "canonical id", compacted=True),
         Topic(settings.import_requests_topic, None, "canonical id or {provider}:{id}"),
         Topic(settings.import_results_topic, ImportResult, "request id"),
         Topic(settings.ingest_requests_topic, None, "job id"),
         Topic(settings.reply_topic, IngestReply, "job id"),
     ]
-
-
-async def _supervise(feed: Feed, stop: asyncio.Event) -> None:
-    """Load and follow; after a failure (broker or store down at start) load again."""
-    delay = 2.0
-    while not stop.is_set():
-        try:
-            await feed.run(stop)
-            return
-        except Exception as err:  # noqa: BLE001 - logged by the feed; start over
-            log.warning("read model load failed (%s); retrying in %.0fs", err, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 60)
-            fresh = ReadModel()
-            feed.model.__dict__.update(fresh.__dict__)  # the same object the routers hold
 
 
 @contextlib.asynccontextmanager
@@ -89,7 +69,6 @@ async def wire(settings: ApiSettings) -> AsyncIterator[Services]:
     metrics = ApiMetrics(ServiceMetrics("api"))
     mongo = make_client(settings.mongo, appname="marquee-api")
     db = get_database(mongo, settings.mongo)
-    model = ReadModel()
     store = Store(db)
     producer = make_producer(settings.kafka)
     stop = asyncio.Event()
@@ -103,43 +82,26 @@ async def wire(settings: ApiSettings) -> AsyncIterator[Services]:
                 topic, message.to_json_bytes(), key=key, headers=ce_headers(message, "/api")
             )
 
-        def changed(applied: int) -> None:
-            metrics.changes.inc(applied)
-            metrics.feed_lag.set(feed.lag)
-
-        feed = Feed(
-            model,
-            db,
-            settings.kafka,
-            settings.canonical_topic,
-            settle_s=settings.settle_s,
-            replay_margin_s=settings.replay_margin_s,
-            batch_size=settings.load_batch_size,
-            imports_refresh_s=settings.imports_refresh_s,
-            on_change=changed,
-        )
         import_replies: Replies[ImportResult] = Replies(
             settings.kafka,
             settings.import_results_topic,
             ImportResult,
             lambda r: r.request_id,
-            on_answer=feed.on_import_result,
         )
         ingest_replies: Replies[IngestReply] = Replies(
             settings.kafka, settings.reply_topic, IngestReply, lambda r: r.job_id
         )
         services = Services(
             settings=settings,
-            model=model,
+            catalogue=Catalogue(db),
             store=store,
             auth=authenticator(settings),
             limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
             cache=ResponseCache(settings.cache_duration_minutes * 60, settings.cache_max_entries),
             metrics=metrics,
-            exporter=CsvExporter(Path(settings.export_dir)),
+            exporter=Exports(db),
             importer=Importer(
                 store,
-                model,
                 import_replies,
                 send,
                 topic=settings.import_requests_topic,
@@ -147,7 +109,6 @@ async def wire(settings: ApiSettings) -> AsyncIterator[Services]:
             ),
             fetcher=DetailFetcher(
                 store,
-                model,
                 ingest_replies,
                 send,
                 topic=settings.ingest_requests_topic,
@@ -159,7 +120,6 @@ async def wire(settings: ApiSettings) -> AsyncIterator[Services]:
             checks={"kafka": kafka_check(settings.kafka), "mongo": mongo_check(settings.mongo)},
         )
         tasks = [
-            asyncio.create_task(_supervise(feed, stop)),
             asyncio.create_task(import_replies.run(stop)),
             asyncio.create_task(ingest_replies.run(stop)),
         ]
@@ -186,15 +146,16 @@ def build_app(settings: ApiSettings) -> FastAPI:
             app.state.services = services
             yield
 
+    placeholder_db = get_database(make_client(settings.mongo), settings.mongo)
     placeholder = Services(
         settings=settings,
-        model=ReadModel(),
-        store=Store(get_database(make_client(settings.mongo), settings.mongo)),
+        catalogue=Catalogue(placeholder_db),
+        store=Store(placeholder_db),
         auth=authenticator(settings),
         limiter=RateLimiter(0, 1),
         cache=ResponseCache(0, 0),
         metrics=ApiMetrics(ServiceMetrics("api_placeholder")),
-        exporter=CsvExporter(Path(settings.export_dir)),
+        exporter=Exports(placeholder_db),
     )
     return create_app(placeholder, lifespan=lifespan)
 
@@ -202,8 +163,6 @@ def build_app(settings: ApiSettings) -> FastAPI:
 def run() -> int:
     settings = ApiSettings()
     configure_logging("api", settings.log_level)
-    # Millions of long-lived objects after the load: keep the collector off them.
-    gc.freeze()
     uvicorn.run(
         build_app(settings),
         host=settings.http_host,

@@ -23,9 +23,6 @@ class ApiMetrics:
         self.auth_failures = base.counter("auth_failures_total", "refused tokens", ("status",))
         self.rate_limited = base.counter("rate_limited_total", "requests refused with 429")
         self.cache = base.counter("cache_total", "response cache lookups", ("result",))
-        self.records = base.gauge("read_model_records", "documents held", ("table",))
-        self.changes = base.counter("canonical_changes_total", "canonical changes applied")
-        self.feed_lag = base.gauge("canonical_feed_lag", "messages behind the canonical topic")
         self.imports = base.counter("import_requests_total", "import requests", ("outcome",))
 
     def render(self) -> bytes:

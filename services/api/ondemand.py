@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from aiokafka.errors import KafkaError
 from pymongo.errors import PyMongoError
 
-from services.api.readmodel import ReadModel
 from services.api.replies import Replies
 from services.api.store import Store
 from shared.contracts import Contract, IngestJob, IngestReply, JobKind, JobStatus, Provider
@@ -28,7 +27,6 @@ class DetailFetcher:
     def __init__(
         self,
         store: Store,
-        model: ReadModel,
         replies: Replies[IngestReply],
         send: Send,
         *,
@@ -39,7 +37,6 @@ class DetailFetcher:
         not_found_ttl_s: float,
     ) -> None:
         self.store = store
-        self.model = model
         self.replies = replies
         self.send = send
         self.topic = topic
@@ -104,7 +101,6 @@ class DetailFetcher:
                 log.warning("reading %s failed: %s", key, err)
                 doc = None
             if doc is not None:
-                self.model.apply_external(doc)
                 return doc
             if time.monotonic() >= deadline:
                 return None

@@ -1,4 +1,4 @@
-"""Query parameters of the listing endpoints → a read-model ``Query`` (with 400s that say why)."""
+"""Query parameters of the listing endpoints → a catalogue ``Query`` (with 400s that say why)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 import orjson
+from starlette.datastructures import QueryParams
 
+from services.api.catalogue import EPOCH
+from services.api.catalogue import Query as CatalogueQuery
 from services.api.errors import ApiError, field_error
-from services.api.index import PROVIDER_BIT, STATUS_CODE
-from services.api.index import Query as ModelQuery
-from services.api.text import tokens
+from shared.contracts import EventStatus
+from shared.search import tokens
 
 Sort = Literal["start", "-start", "updated", "-updated", "distance"]
 STATUS_ALIASES = {
@@ -27,9 +29,11 @@ STATUS_ALIASES = {
     "movedonline": "EventMovedOnline",
 }
 SOURCES = ("all", "ticketmaster", "seatgeek", "eventbrite", "meetup")
+STATUS_CODE = {s.value for s in EventStatus}
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2}))?$"
 
 
-def parse_when(value: str, field: str, *, end_of_day: bool) -> float:
+def parse_when(value: str, field: str, *, end_of_day: bool) -> datetime:
     """A date (the whole UTC day) or a datetime with an offset; naive datetimes are refused."""
     text = value.strip()
     try:
@@ -37,8 +41,8 @@ def parse_when(value: str, field: str, *, end_of_day: bool) -> float:
             day = date.fromisoformat(text)
             moment = datetime.combine(day, time.min, tzinfo=UTC)
             if end_of_day:
-                moment += timedelta(days=1) - timedelta(microseconds=1)
-            return moment.timestamp()
+                moment += timedelta(days=1) - timedelta(milliseconds=1)
+            return moment
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as err:
         raise ApiError(
@@ -52,23 +56,38 @@ def parse_when(value: str, field: str, *, end_of_day: bool) -> float:
             "Invalid request",
             details=[field_error(field, "a datetime needs a UTC offset, e.g. +00:00", "naive")],
         )
-    return parsed.timestamp()
+    return parsed.astimezone(UTC)
 
 
-def encode_cursor(sort: str, after: tuple[float, int], dedupe: bool) -> str:
-    raw = orjson.dumps([sort, after[0], after[1], dedupe])
+def _encode_value(value: Any) -> Any:
+    # Datetimes travel as epoch milliseconds (MongoDB's own precision), so they compare exact.
+    if isinstance(value, datetime):
+        return {"ms": int(value.timestamp() * 1000)}
+    return value
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return datetime.fromtimestamp(int(value["ms"]) / 1000, UTC)
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
+    raise ValueError("not a cursor value")
+
+
+def encode_cursor(sort: str, after: tuple[Any, str], dedupe: bool) -> str:
+    raw = orjson.dumps([sort, _encode_value(after[0]), after[1], dedupe])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, sort: str, dedupe: bool) -> tuple[float, int]:
+def decode_cursor(cursor: str, sort: str, dedupe: bool) -> tuple[Any, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value: Any = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
         kind, number, tie, collapsed = value
-        if kind != sort or collapsed != dedupe:
+        if kind != sort or collapsed != dedupe or not isinstance(tie, str):
             raise ValueError("cursor of another sort order")
-        return float(number), int(tie)
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as err:
+        return _decode_value(number), tie
+    except (ValueError, TypeError, KeyError, binascii.Error, orjson.JSONDecodeError) as err:
         raise ApiError(
             400,
             "Invalid request",
@@ -81,7 +100,7 @@ def _listed(value: str | None) -> list[str]:
 
 
 class Filters:
-    """The filters every listing shares (see ``filters`` for how FastAPI fills them)."""
+    """The filters every listing shares (read from the query string by ``read_filters``)."""
 
     def __init__(
         self,
@@ -90,6 +109,7 @@ class Filters:
         location: str | None = None,
         date_from: str | None = None,
         date_to: str | None = None,
+        include_past: bool = False,
         category: str | None = None,
         status: str | None = None,
         lat: float | None = None,
@@ -104,6 +124,7 @@ class Filters:
         self.location = location
         self.date_from = date_from
         self.date_to = date_to
+        self.include_past = include_past
         self.category = category
         self.status = status
         self.lat = lat
@@ -114,11 +135,17 @@ class Filters:
         self.limit = limit
         self.cursor = cursor
 
-    def query(self, q: str | None, *, dedupe: bool = False) -> ModelQuery:
+    def query(self, q: str | None, *, dedupe: bool = False) -> CatalogueQuery:
         details = []
         source = self.source.strip().lower()
         if source not in SOURCES:
             details.append(field_error("source", f"one of {', '.join(SOURCES)}"))
+        words = tokens(q)
+        if q is not None and not words:
+            details.append(field_error("q", "no searchable word (letters or digits)"))
+        location = tokens(self.location)
+        if self.location is not None and not location:
+            details.append(field_error("location", "no searchable word (letters or digits)"))
         statuses = []
         for name in _listed(self.status):
             known = STATUS_ALIASES.get(name.lower()) or (name if name in STATUS_CODE else None)
@@ -143,11 +170,13 @@ class Filters:
                 "Invalid request",
                 details=[field_error("date_to", "date_to is before date_from")],
             )
+        if start_from is None and self.include_past:
+            start_from = EPOCH
         center = (self.lat, self.lon) if self.lat is not None and self.lon is not None else None
-        return ModelQuery(
-            tokens=tokens(q),
-            location=tokens(self.location),
-            providers=PROVIDER_BIT.get(source, 0),
+        return CatalogueQuery(
+            words=words,
+            location=location,
+            source=None if source == "all" else source,
             categories=_listed(self.category),
             statuses=statuses,
             start_from=start_from,
@@ -158,7 +187,6 @@ class Filters:
             sort=self.sort,
             after=decode_cursor(self.cursor, self.sort, dedupe) if self.cursor else None,
             limit=self.limit,
-            dedupe=dedupe,
         )
 
 
@@ -175,11 +203,24 @@ def _spec(
 
 
 _TEXT = {"type": "string", "maxLength": 200}
+# A word is a run of letters or digits (shared/search.py): text without one matches nothing.
+_WORDS = {"type": "string", "maxLength": 200, "pattern": r"[^\W_]"}
+_WHEN = {
+    "anyOf": [
+        {"type": "string", "format": "date"},
+        {"type": "string", "format": "date-time", "maxLength": 40},
+    ]
+}
 FILTER_PARAMETERS: list[dict[str, Any]] = [
-    _spec("source", {"type": "string", "default": "all"}, "all, or one provider"),
-    _spec("location", _TEXT, "words of the venue's name, city, state, country, postal code"),
-    _spec("date_from", {"type": "string"}, "YYYY-MM-DD (a UTC day) or ISO 8601 with offset"),
-    _spec("date_to", {"type": "string"}, "inclusive; as date_from"),
+    _spec("source", {"type": "string", "enum": list(SOURCES), "default": "all"}),
+    _spec("location", _WORDS, "words of the venue's name, city, state, country, postal code"),
+    _spec("date_from", _WHEN, "YYYY-MM-DD (a UTC day) or ISO 8601 with offset; default: now"),
+    _spec("date_to", _WHEN, "inclusive; as date_from"),
+    _spec(
+        "include_past",
+        {"type": "boolean", "default": False},
+        "without date_from, events that already started are listed too",
+    ),
     _spec("category", _TEXT, "category or subcategory (comma list)"),
     _spec("status", _TEXT, "scheduled, cancelled, postponed, rescheduled, moved_online"),
     _spec("lat", {"type": "number", "minimum": -90, "maximum": 90}),
@@ -194,7 +235,11 @@ FILTER_PARAMETERS: list[dict[str, Any]] = [
     _spec("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
     _spec("cursor", {"type": "string", "maxLength": 500}, "next_cursor of the previous page"),
 ]
-Q_PARAMETER = _spec("q", _TEXT, "words, each matched as a prefix")
+Q_PARAMETER = _spec(
+    "q",
+    _WORDS,
+    "words of the title, category, performers or venue; the last one also as a prefix",
+)
 DEDUPE_PARAMETER = _spec(
     "dedupe", {"type": "boolean", "default": False}, "one canonical event per real performance"
 )
@@ -272,6 +317,7 @@ def read_filters(params: Mapping[str, str]) -> tuple[Filters, _Reader]:
         location=read.text("location"),
         date_from=read.text("date_from", max_length=40),
         date_to=read.text("date_to", max_length=40),
+        include_past=bool(read.flag("include_past")),
         category=read.text("category"),
         status=read.text("status"),
         lat=read.number("lat", -90, 90),
@@ -283,6 +329,18 @@ def read_filters(params: Mapping[str, str]) -> tuple[Filters, _Reader]:
         cursor=read.text("cursor", max_length=500),
     )
     return found, read
+
+
+def reject_repeats(params: QueryParams) -> None:
+    """Every query parameter is single-valued (lists are comma-separated): a repeated one is a
+    400, never a silent choice of one of its values."""
+    repeated = sorted({k for k, _ in params.multi_items() if len(params.getlist(k)) > 1})
+    if repeated:
+        raise ApiError(
+            400,
+            "Invalid request",
+            details=[field_error(name, "given more than once") for name in repeated],
+        )
 
 
 def validated(read: _Reader) -> None:

@@ -1,16 +1,20 @@
-"""Responses built from pre-rendered JSON (no model validation on the hot paths)."""
+"""Responses rendered straight from stored documents with orjson (no model validation on reads)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from fastapi.responses import Response
 
+from services.api.catalogue import Page
 from services.api.imports import Links
-from services.api.index import Page
 from services.api.params import encode_cursor
-from services.api.readmodel import ReadModel
+from shared.mongo import Document
+
+# One way to write an instant everywhere: UTC with ``Z`` (what pydantic writes too).
+_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 
 
 def json_response(
@@ -20,75 +24,67 @@ def json_response(
 
 
 def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=str)
+    return orjson.dumps(value, default=str, option=_OPTIONS)
 
 
-def search_body(model: ReadModel, page: Page, links: Links, *, sort: str, dedupe: bool) -> bytes:
-    """``{events, imported_events, total_count, next_cursor}`` (the seed's shape, plus a cursor)."""
-    table = model.externals
-    imported: list[dict[str, Any]] = []
-    if dedupe:
-        parts = []
-        for slot in page.slots:
-            key = table.keys[slot]
-            group = model.external_group(key)
-            canonical_slot = model.canonicals.slot(group) if group else None
-            parts.append(
-                model.canonical_body(canonical_slot)
-                if canonical_slot is not None
-                else model.external_body(slot)
-            )
-            local = model.local_event_of(key, group)
-            if local:
-                imported.append(_ref(group or key, None, None, local, links))
-    else:
-        parts = []
-        for slot in page.slots:
-            key = table.keys[slot]
-            parts.append(model.external_body(slot))
-            local = model.local_event_of(key, model.external_group(key))
-            if local:
-                source, _, external_id = key.partition(":")
-                imported.append(_ref(key, source, external_id, local, links))
-    cursor = encode_cursor(sort, page.next_after, dedupe) if page.next_after else None
-    return b"".join(
-        (
-            b'{"events":[',
-            b",".join(parts),
-            b'],"imported_events":',
-            dumps(imported),
-            b',"total_count":',
-            str(page.total).encode(),
-            b',"next_cursor":',
-            dumps(cursor),
-            b"}",
-        )
-    )
+def iso(value: Any) -> Any:
+    """A datetime as the API writes it (``2026-05-01T19:30:00Z``); anything else unchanged."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value
 
 
-def _ref(
-    key: str, source: str | None, external_id: str | None, local: str, links: Links
-) -> dict[str, Any]:
+def public(doc: Document, distance: float | None = None) -> dict[str, Any]:
+    """A stored event as served: ``id`` first, the import flags always present."""
+    out: dict[str, Any] = {"id": str(doc["_id"])}
+    out.update((k, v) for k, v in doc.items() if k != "_id")
+    out.setdefault("is_imported", False)
+    out.setdefault("imported_event", None)
+    if distance is not None:
+        out["distance_km"] = distance
+    return out
+
+
+def _ref(doc: Document, links: Links) -> dict[str, Any]:
+    local = str(doc["imported_event"])
     return {
-        "id": key,
-        "source": source,
-        "external_id": external_id,
+        "id": str(doc["_id"]),
+        "source": doc.get("source"),
+        "external_id": doc.get("external_id"),
         "local_event_id": local,
         "local_event_url": links.local_event(local),
     }
 
 
-def events_body(model: ReadModel, page: Page, *, sort: str) -> bytes:
-    parts = [model.canonical_body(slot) for slot in page.slots]
-    cursor = encode_cursor(sort, page.next_after, False) if page.next_after else None
-    return b"".join(
-        (
-            b'{"events":[',
-            b",".join(parts),
-            b'],"total_count":',
-            str(page.total).encode(),
-            b',"next_cursor":',
-            dumps(cursor),
-            b"}",
-        )
+def _cursor(page: Page, sort: str, dedupe: bool) -> str | None:
+    return encode_cursor(sort, page.next_after, dedupe) if page.next_after else None
+
+
+def search_body(page: Page, links: Links, *, sort: str, dedupe: bool) -> bytes:
+    """``{events, imported_events, total_count, total_exact, next_cursor}``: per-source records
+    (one per canonical event with ``dedupe``), in one shape either way."""
+    events = [public(d, page.distances.get(str(d["_id"]))) for d in page.docs]
+    imported = [
+        _ref(d, links) for d in page.docs if d.get("is_imported") and d.get("imported_event")
+    ]
+    return dumps(
+        {
+            "events": events,
+            "imported_events": imported,
+            "total_count": page.total,
+            "total_exact": page.total_exact,
+            "next_cursor": _cursor(page, sort, dedupe),
+        }
+    )
+
+
+def events_body(page: Page, *, sort: str) -> bytes:
+    events = [public(d, page.distances.get(str(d["_id"]))) for d in page.docs]
+    return dumps(
+        {
+            "events": events,
+            "total_count": page.total,
+            "total_exact": page.total_exact,
+            "next_cursor": _cursor(page, sort, False),
+        }
     )

@@ -13,14 +13,40 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from services.api.feed import partitions_of, reader
 from shared.contracts import Contract
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+
+
+def reader(kafka: KafkaSettings) -> AIOKafkaConsumer[bytes, bytes]:
+    """A group-less consumer: partitions are assigned by hand and nothing is committed."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers,
+        client_id=f"{kafka.client_id}-api",
+        enable_auto_commit=False,
+        group_id=None,
+        request_timeout_ms=kafka.request_timeout_ms,
+    )
+
+
+async def partitions_of(
+    consumer: AIOKafkaConsumer[bytes, bytes], topic: str
+) -> list[TopicPartition]:
+    for _ in range(50):
+        # aiokafka refreshes metadata only for topics its client tracks; there is no public
+        # call for a manually assigned topic, so track it through the client.
+        await consumer._client.add_topic(topic)
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"topic {topic} has no partitions (does it exist?)")
+
 
 T = TypeVar("T", bound=Contract)
 
@@ -34,13 +60,11 @@ class Replies(Generic[T]):
         topic: str,
         model: type[T],
         id_of: Callable[[T], str],
-        on_answer: Callable[[T], Awaitable[None]] | None = None,
     ) -> None:
         self.kafka = kafka
         self.topic = topic
         self.model = model
         self.id_of = id_of
-        self.on_answer = on_answer
         self._waiting: dict[str, asyncio.Future[T]] = {}
         self.started = asyncio.Event()
 
@@ -112,8 +136,3 @@ class Replies(Generic[T]):
         future = self._waiting.get(self.id_of(answer))
         if future is not None and not future.done():
             future.set_result(answer)
-        if self.on_answer is not None:
-            try:
-                await self.on_answer(answer)
-            except Exception:
-                log.exception("handling an answer on %s failed", self.topic)

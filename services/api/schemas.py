@@ -14,6 +14,9 @@ class ExternalEventOut(ExternalEvent):
 
     id: str
     content_hash: str | None = None  # type: ignore[assignment]
+    distance_km: float | None = Field(
+        default=None, description="from lat/lon, when the request gave them"
+    )
 
 
 class CanonicalEventOut(CanonicalEvent):
@@ -38,15 +41,19 @@ class ImportedRef(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    events: list[ExternalEventOut | CanonicalEventOut]
+    events: list[ExternalEventOut] = Field(
+        description="per-source records; with dedupe, one per canonical event"
+    )
     imported_events: list[ImportedRef]
-    total_count: int
+    total_count: int = Field(description="matches, counted up to 10,000 (see total_exact)")
+    total_exact: bool = Field(description="false when there are more matches than total_count")
     next_cursor: str | None = None
 
 
 class EventsResponse(BaseModel):
     events: list[CanonicalEventOut]
-    total_count: int
+    total_count: int = Field(description="matches, counted up to 10,000 (see total_exact)")
+    total_exact: bool = Field(description="false when there are more matches than total_count")
     next_cursor: str | None = None
 
 
@@ -130,5 +137,5 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 READ_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     400: {"model": Error, "description": "invalid parameter (details per field)"},
-    503: {"model": Error, "description": "catalogue loading or a dependency down; retry_after"},
+    503: {"model": Error, "description": "the store is unreachable; retry_after"},
 }

@@ -1,4 +1,4 @@
-"""MongoDB reads of the API: every one an ``_id`` lookup, except small collections read whole."""
+"""The API's ``_id`` lookups and writes (imports, requests); listings are in catalogue.py."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.api.catalogue import HIDDEN
 from shared.mongo import CATEGORIES, EVENTS, EXTERNAL_EVENTS, LOCAL_EVENTS, Document
 
 IMPORTS = "imports"
@@ -19,10 +20,10 @@ class Store:
         self.db = db
 
     async def external(self, key: str) -> Document | None:
-        return await self.db[EXTERNAL_EVENTS].find_one({"_id": key})
+        return await self.db[EXTERNAL_EVENTS].find_one({"_id": key}, HIDDEN)
 
     async def canonical(self, canonical_id: str) -> Document | None:
-        return await self.db[EVENTS].find_one({"_id": canonical_id}, {"members": 0})
+        return await self.db[EVENTS].find_one({"_id": canonical_id}, HIDDEN)
 
     async def local_event(self, local_id: str) -> Document | None:
         return await self.db[LOCAL_EVENTS].find_one({"_id": local_id})

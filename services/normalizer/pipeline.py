@@ -42,6 +42,7 @@ from shared.mongo import (
     duplicates_only,
     ensure_indexes,
 )
+from shared.search import TERMS, search_fields, with_search_fields
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ LEGACY_BLOCKS = "blocks"
 MIGRATIONS = "migrations"
 # Bumped whenever the shape of block keys changes: stored events then get them anew at start.
 BLOCKS_MIGRATION = "events.blocks.v2"
+# Bumped whenever shared/search.py changes what it stores: stored documents get it anew.
+SEARCH_MIGRATION = "catalogue.search.v1"
 CANDIDATE_FIELDS = (
     *("members", "version", "content_hash", "status", "created_at", "duplicate_of"),
     *("is_imported", "imported_event", "sources", "blocks"),
@@ -232,6 +235,29 @@ class CatalogueStore:
         )
         return len(ops)
 
+    async def migrate_search(self) -> int:
+        """Give documents stored before the API searched the store its fields (``terms``,
+        ``when``, ``geo``: see shared/search.py), once per store; returns how many changed."""
+        if await self.db[MIGRATIONS].find_one({"_id": SEARCH_MIGRATION}):
+            return 0
+        changed = 0
+        for collection in (EVENTS, EXTERNAL_EVENTS):
+            ops: list[UpdateOne] = []
+            async for doc in self.db[collection].find({TERMS: {"$exists": False}}):
+                ops.append(UpdateOne({"_id": doc["_id"]}, {"$set": search_fields(doc)}))
+                if len(ops) == 1000:
+                    await self.db[collection].bulk_write(ops, ordered=False)
+                    changed, ops = changed + len(ops), []
+            if ops:
+                await self.db[collection].bulk_write(ops, ordered=False)
+                changed += len(ops)
+        await self.db[MIGRATIONS].update_one(
+            {"_id": SEARCH_MIGRATION},
+            {"$set": {"at": utc_now(), "documents": changed}},
+            upsert=True,
+        )
+        return changed
+
     async def artists(self, docs: list[Document]) -> None:
         await self.db[ARTISTS].bulk_write([_replace(d) for d in docs], ordered=False)
         self.writes[ARTISTS, "rewrite"] += len(docs)
@@ -270,6 +296,8 @@ class CatalogueStore:
         replace. ``relinks`` point per-source records that a merge moved at their new
         canonical event.
         """
+        with_search_fields(canonicals)
+        with_search_fields(externals)
         await asyncio.gather(self._put(EVENTS, canonicals, existing), self.categories(categories))
         await self._put(EXTERNAL_EVENTS, externals, existing)
         if relinks:
@@ -346,6 +374,9 @@ class Normalizer:
         migrated = await self.store.migrate_blocks()
         if migrated:
             log.info("gave %d stored canonical events their blocks", migrated)
+        searchable = await self.store.migrate_search()
+        if searchable:
+            log.info("gave %d stored documents their search fields", searchable)
 
     async def _categories(self, docs: Sequence[Category]) -> None:
         unique = self._unseen(docs)

@@ -9,12 +9,14 @@ from fastapi.responses import Response
 from pymongo.errors import PyMongoError
 
 from services.api.deps import AnyUser, Deps
-from services.api.errors import unavailable
+from services.api.errors import bad_request, unavailable
 from services.api.render import dumps, json_response
-from services.api.schemas import ERRORS, CategoriesResponse, Error
+from services.api.schemas import READ_ERRORS, CategoriesResponse, Error
+from shared.contracts import Provider
 from shared.mongo import Document
 
 router = APIRouter(prefix="/categories", tags=["categories"])
+CATEGORY_SOURCES = ("marquee", *(p.value for p in Provider if p is not Provider.SPOTIFY))
 
 
 def tree(docs: list[Document], counts: dict[str, int]) -> list[dict[str, Any]]:
@@ -43,32 +45,32 @@ def tree(docs: list[Document], counts: dict[str, int]) -> list[dict[str, Any]]:
 @router.get(
     "",
     response_model=CategoriesResponse,
-    responses={**ERRORS, 503: {"model": Error}},
+    responses={**READ_ERRORS, 503: {"model": Error}},
     summary="Categories with their hierarchy and how many records each has",
 )
 async def categories(
     services: Deps,
     _user: AnyUser,
     source: Annotated[
-        str, Query(max_length=40, description="marquee (canonical) or a provider")
+        str,
+        Query(
+            max_length=40,
+            description="marquee (canonical) or a provider",
+            json_schema_extra={"enum": list(CATEGORY_SOURCES)},
+        ),
     ] = "marquee",
 ) -> Response:
-    key = ("categories", source, services.model.generation)
+    if source not in CATEGORY_SOURCES:
+        raise bad_request("source", f"one of {', '.join(CATEGORY_SOURCES)}")
+    key = ("categories", source)
     cached = services.cache.get(key)
     if cached is not None:
         return json_response(cached)
     try:
         docs = [d for d in await services.store.categories() if d.get("source") == source]
+        counts = await services.catalogue.category_counts() if source == "marquee" else {}
     except PyMongoError as err:
         raise unavailable("Store unavailable") from err
-    model = services.model
-    counts: dict[str, int] = {}
-    if model.ready and source == "marquee":
-        for column in ("category", "subcategory"):
-            for cid, n in model.externals.counts(column).items():
-                if cid:
-                    name = model.categories.names[cid].casefold()
-                    counts[name] = counts.get(name, 0) + n
     body = dumps({"categories": tree(docs, counts)})
     services.cache.put(key, body)
     return json_response(body)

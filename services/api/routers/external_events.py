@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response, StreamingResponse
 from pymongo.errors import PyMongoError
 
 from services.api.analytics import analytics
-from services.api.deps import Admin, AnyUser, Deps, LinkBase, Organizer, ready_model
-from services.api.errors import ApiError, not_found, unavailable
+from services.api.deps import Admin, AnyUser, Deps, LinkBase, Organizer
+from services.api.errors import ApiError, bad_request, not_found, unavailable
+from services.api.export import EXPORT_FILE
 from services.api.params import (
     DEDUPE_PARAMETER,
     FILTER_PARAMETERS,
@@ -18,8 +19,7 @@ from services.api.params import (
     read_filters,
     validated,
 )
-from services.api.readmodel import external_row
-from services.api.render import dumps, json_response, search_body
+from services.api.render import dumps, json_response, public, search_body
 from services.api.schemas import (
     ERRORS,
     READ_ERRORS,
@@ -51,17 +51,20 @@ async def search(request: Request, services: Deps, _user: AnyUser, links: LinkBa
     dedupe = bool(read.flag("dedupe"))
     validated(read)
     if q is None or not q.strip():
-        raise ApiError(400, "Search query is required")
+        raise bad_request("q", "a search needs q (words of the title, venue, performers…)")
     query = filters.query(q, dedupe=dedupe)
-    model = ready_model(services)
-    cache_key = ("search", request.url.query, model.generation)
+    cache_key = ("search", request.url.query)
     cached = services.cache.get(cache_key)
     if cached is not None:
         services.metrics.cache.labels("hit").inc()
         return json_response(cached)
     services.metrics.cache.labels("miss").inc()
-    page = model.search(query)
-    body = search_body(model, page, links, sort=query.sort, dedupe=dedupe)
+    catalogue = services.catalogue
+    try:
+        page = await (catalogue.search_deduped(query) if dedupe else catalogue.search(query))
+    except PyMongoError as err:
+        raise unavailable("Store unavailable") from err
+    body = search_body(page, links, sort=query.sort, dedupe=dedupe)
     services.cache.put(cache_key, body)
     return json_response(body)
 
@@ -72,16 +75,14 @@ async def search(request: Request, services: Deps, _user: AnyUser, links: LinkBa
     summary="Catalogue and import figures (admin)",
 )
 async def get_analytics(services: Deps, _admin: Admin) -> Response:
-    model = ready_model(services)
     key = ("analytics",)
     cached = services.cache.get(key)
     if cached is not None:
         return json_response(cached)
     try:
-        stats = await services.store.provider_stats()
+        body = dumps(await analytics(services.store.db))
     except PyMongoError as err:
         raise unavailable("Store unavailable") from err
-    body = dumps(analytics(model, stats))
     services.cache.put(key, body)
     return json_response(body)
 
@@ -98,11 +99,10 @@ async def export(request: Request, services: Deps, _admin: Admin, links: LinkBas
     q = read.text("q")
     validated(read)
     query = filters.query(q)
-    model = ready_model(services)
-    query.limit = 10_000_000  # every match, in start order
-    query.after = None
-    page = model.search(query)
-    appended, total = await services.exporter.append(model, page.slots)
+    try:
+        appended, total = await services.exporter.append(services.catalogue, query)
+    except PyMongoError as err:
+        raise unavailable("Store unavailable") from err
     return json_response(
         dumps(
             {
@@ -116,15 +116,26 @@ async def export(request: Request, services: Deps, _admin: Admin, links: LinkBas
 
 @router.get(
     "/export.csv",
-    response_class=FileResponse,
-    responses={**ERRORS, 404: {"model": Error}},
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "every exported row"},
+        **ERRORS,
+        404: {"model": Error},
+        503: {"model": Error},
+    },
     summary="Download the CSV export (admin)",
 )
 async def download(services: Deps, _admin: Admin) -> Response:
-    path = services.exporter.path
-    if not path.exists():
-        raise ApiError(404, "Nothing exported yet")
-    return FileResponse(path, media_type="text/csv", filename=path.name)
+    try:
+        if await services.exporter.empty():
+            raise ApiError(404, "Nothing exported yet")
+    except PyMongoError as err:
+        raise unavailable("Store unavailable") from err
+    return StreamingResponse(
+        services.exporter.lines(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{EXPORT_FILE}"'},
+    )
 
 
 @router.get(
@@ -137,10 +148,6 @@ async def detail(
     services: Deps, _user: AnyUser, source: Source, external_id: ExternalId
 ) -> Response:
     key = f"{source}:{external_id}"
-    model = services.model
-    body = model.external(key)
-    if body is not None:
-        return json_response(body)
     try:
         doc = await services.store.external(key)
     except PyMongoError as err:
@@ -149,12 +156,7 @@ async def detail(
         doc = await services.fetcher.fetch(source, external_id)
     if doc is None:
         raise not_found("Event")
-    model.apply_external(doc)
-    body = model.external(key)
-    if body is None:  # the model holds a newer version than the store answered: fine, use it
-        row = external_row(doc)
-        body = row.body[:-1] + b',"is_imported":false,"imported_event":null}'
-    return json_response(body)
+    return json_response(dumps(public(doc)))
 
 
 @router.post(

@@ -1,0 +1,387 @@
+"""The catalogue as the API reads it: every list an indexed MongoDB query, every figure a pipeline.
+
+How a page is read. Every listing is ordered by an indexed instant (``when`` or ``updated_at``)
+and then ``_id``, and is read as a series of *windows* on that instant: the query names a
+bounded range of it, starting where the previous page (its cursor) ended, and the range grows
+eightfold while the page is not full. Each query is then an index range whose size is about the
+page, on MongoDB 7 and on the embedded SecantusDB alike; the embedded server reads every match of
+a query before it applies ``limit`` (secantus-commands ``find.rs`` 663-741, storage
+``matching_rows``), so an unbounded "first 20 of everything" would read the whole catalogue.
+
+Each window is asked for ``(instant, _id)`` only; the page's documents are then read by ``_id``.
+A word of ``q`` leads the filter (the compound ``terms_when`` index: one word, a range of
+instants), else the provider (``source_when``), else the instant itself (``when_id``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.mongo import EVENTS, EXTERNAL_EVENTS, Document
+from shared.search import GEO, LOCATION, TERMS, WHEN
+
+EARTH_RADIUS_KM = 6378.1  # what $centerSphere divides by (MongoDB's own figure)
+MEAN_RADIUS_KM = 6371.0088  # for the distances returned (great circle, mean radius)
+PREFIX_MIN = 3  # a shorter last word matches whole words only (a prefix of 1–2 letters is most)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FIRST_WINDOW = timedelta(hours=6)
+GROWTH = 8
+# How far ahead an open-ended "upcoming" range reaches (nothing is sold 30 years ahead).
+HORIZON = timedelta(days=365 * 30)
+# A radius search ranks every match inside its circle; more than this is refused (narrow it).
+DISTANCE_MAX = 20_000
+
+# Stored bookkeeping that is not part of the public representation.
+PRIVATE = ("content_hash", "members", "blocks", TERMS, WHEN, GEO)
+HIDDEN: Document = {name: 0 for name in PRIVATE}
+
+
+class TooBroad(ValueError):
+    """A query whose result cannot be ranked within the bounds above."""
+
+
+@dataclass(slots=True)
+class Query:
+    """One listing request, already validated (see params.py)."""
+
+    words: list[str] = field(default_factory=list)  # the last one matched as a prefix
+    location: list[str] = field(default_factory=list)
+    source: str | None = None
+    categories: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    start_from: datetime | None = None  # default: now (upcoming only)
+    start_to: datetime | None = None
+    center: tuple[float, float] | None = None  # (lat, lon)
+    radius_km: float | None = None
+    imported: bool | None = None
+    sort: str = "start"  # start, -start, updated, -updated, distance
+    after: tuple[Any, str] | None = None  # (sort value, _id) of the previous page's last item
+    limit: int = 20
+
+
+@dataclass(slots=True)
+class Page:
+    docs: list[Document]
+    total: int  # matches counted from this page's position on
+    total_exact: bool  # False: there are more than ``total``
+    next_after: tuple[Any, str] | None
+    distances: dict[str, float] = field(default_factory=dict)
+
+
+def great_circle_km(lat0: float, lon0: float, lat1: float, lon1: float) -> float:
+    la0, lo0, la1, lo1 = map(math.radians, (lat0, lon0, lat1, lon1))
+    a = (
+        math.sin((la1 - la0) / 2) ** 2
+        + math.cos(la0) * math.cos(la1) * math.sin((lo1 - lo0) / 2) ** 2
+    )
+    return MEAN_RADIUS_KM * 2 * math.asin(math.sqrt(min(max(a, 0.0), 1.0)))
+
+
+def distance_km(center: tuple[float, float], doc: Document) -> float:
+    venue = doc.get("venue") or {}
+    lat, lon = venue.get("lat"), venue.get("lon")
+    if not isinstance(lat, int | float) or not isinstance(lon, int | float):
+        return math.inf
+    return round(great_circle_km(*center, float(lat), float(lon)), 3)
+
+
+def _word_clauses(query: Query) -> list[Document]:
+    """One clause per word; the first exact word leads (see ``leading``)."""
+    clauses: list[Document] = []
+    words = list(dict.fromkeys(query.words))
+    for i, word in enumerate(words):
+        if i == len(words) - 1 and len(word) >= PREFIX_MIN:
+            # An anchored regex is a range of the token index: [word, word + 1).
+            clauses.append({TERMS: {"$regex": f"^{word}"}})
+        else:
+            clauses.append({TERMS: word})
+    clauses += [{TERMS: LOCATION + w} for w in dict.fromkeys(query.location)]
+    return clauses
+
+
+def leading(clauses: list[Document]) -> tuple[Document | None, list[Document]]:
+    """The exact word to lead with (the longest: likely the rarest), and the rest."""
+    exact = [c for c in clauses if isinstance(c[TERMS], str)]
+    if not exact:
+        return None, clauses
+    lead = max(exact, key=lambda c: len(c[TERMS]))
+    return lead, [c for c in clauses if c is not lead]
+
+
+def build_filter(query: Query, *, canonical: bool, instant: str, span: Any) -> Document:
+    """The filter of ``query`` with ``span`` on the instant; its first fields are what the
+    index serves (a word or the provider, then the instant), the rest is checked per match."""
+    lead, words = leading(_word_clauses(query))
+    found: Document = {}
+    rest: list[Document] = list(words)
+    source_field = "sources.source" if canonical else "source"
+    if lead is not None:
+        found[TERMS] = lead[TERMS]
+        if query.source:
+            rest.append({source_field: query.source})
+    elif query.source:
+        found[source_field] = query.source
+    found[instant] = span
+    if instant != WHEN:
+        # Sorted by modification time: the event's own start bounds still apply.
+        found[WHEN] = start_span(query)
+    if query.categories:
+        wanted = [c.casefold() for c in query.categories]
+        rest.append({"$or": [{"category": {"$in": wanted}}, {"subcategory": {"$in": wanted}}]})
+    if query.statuses:
+        rest.append({"status": {"$in": query.statuses}})
+    if query.imported is not None:
+        rest.append({"is_imported": True} if query.imported else {"is_imported": {"$ne": True}})
+    if canonical:
+        rest.append({"duplicate_of": None})
+    if query.center is not None and query.radius_km is not None:
+        lat, lon = query.center
+        sphere = {"$centerSphere": [[lon, lat], query.radius_km / EARTH_RADIUS_KM]}
+        rest.append({GEO: {"$geoWithin": sphere}})
+    if rest:
+        found["$and"] = rest
+    return found
+
+
+def start_span(query: Query, now: datetime | None = None) -> Document:
+    span: Document = {"$gte": query.start_from or now or datetime.now(UTC)}
+    if query.start_to is not None:
+        span["$lte"] = query.start_to
+    return span
+
+
+# Sort order → (instant, direction). Every order ends on _id, ascending.
+_ORDER = {
+    "start": (WHEN, 1),
+    "-start": (WHEN, -1),
+    "updated": ("updated_at", 1),
+    "-updated": ("updated_at", -1),
+}
+
+
+class Catalogue:
+    """Reads of ``external_events`` and ``events``."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.db = db
+
+    def _range(self, query: Query, instant: str, now: datetime) -> tuple[datetime, datetime]:
+        """The instants a listing covers, closed at both ends."""
+        if instant == WHEN:
+            low = query.start_from or now
+            high = query.start_to or now + HORIZON
+        else:  # modification times: all in the past
+            low, high = EPOCH, now + timedelta(days=1)
+        return low, high
+
+    async def _keys(
+        self,
+        collection: str,
+        query: Query,
+        *,
+        canonical: bool,
+        instant: str,
+        direction: int,
+        need: int,
+        after: tuple[Any, str] | None,
+    ) -> tuple[list[tuple[datetime, str]], bool]:
+        """``(instant, _id)`` of the matches in order from ``after``: at least ``need`` of
+        them, unless fewer are left; and whether every match from ``after`` on was counted."""
+        now = datetime.now(UTC)
+        low, high = self._range(query, instant, now)
+        keys: list[tuple[datetime, str]] = []
+        position: datetime
+        if after is not None:
+            position, last_id = after
+            # The rest of the tie at the cursor's instant, then strictly beyond it.
+            tie = build_filter(query, canonical=canonical, instant=instant, span=position)
+            tie["_id"] = {"$gt": last_id}
+            keys += await self._window(collection, tie, instant, direction)
+        else:
+            position = low if direction == 1 else high
+        if not low <= position <= high:
+            return keys, True
+        width = FIRST_WINDOW
+        inclusive = after is None
+        while len(keys) < need:
+            if direction == 1:
+                end = min(position + width, high)
+                span: Document = {"$gte" if inclusive else "$gt": position}
+                span["$lte" if end == high else "$lt"] = end
+            else:
+                end = max(position - width, low)
+                span = {"$lte" if inclusive else "$lt": position}
+                span["$gte" if end == low else "$gt"] = end
+            found = build_filter(query, canonical=canonical, instant=instant, span=span)
+            keys += await self._window(collection, found, instant, direction)
+            if end == (high if direction == 1 else low):
+                return keys, True
+            position, inclusive, width = end, True, width * GROWTH
+        return keys, False
+
+    async def _window(
+        self, collection: str, found: Document, instant: str, direction: int
+    ) -> list[tuple[datetime, str]]:
+        cursor = self.db[collection].find(found, {instant: 1})
+        rows = [(doc[instant], str(doc["_id"])) async for doc in cursor]
+        if direction == 1:
+            rows.sort()
+        else:
+            rows.sort(key=lambda r: (-r[0].timestamp(), r[1]))
+        return rows
+
+    async def _page(
+        self, collection: str, query: Query, *, canonical: bool, projection: Document
+    ) -> Page:
+        if query.sort == "distance":
+            return await self._by_distance(collection, query, canonical, projection)
+        instant, direction = _ORDER[query.sort]
+        keys, complete = await self._keys(
+            collection,
+            query,
+            canonical=canonical,
+            instant=instant,
+            direction=direction,
+            need=query.limit + 1,
+            after=query.after,
+        )
+        chosen = keys[: query.limit]
+        docs = await self.by_ids(collection, [k for _, k in chosen], projection)
+        more = len(keys) > query.limit
+        page = Page(
+            [docs[k] for _, k in chosen if k in docs],
+            len(keys),
+            complete,
+            chosen[-1] if more and chosen else None,
+        )
+        if query.center is not None:
+            page.distances = {str(d["_id"]): distance_km(query.center, d) for d in page.docs}
+        return page
+
+    async def _by_distance(
+        self, collection: str, query: Query, canonical: bool, projection: Document
+    ) -> Page:
+        """Nearest first: every match inside the circle is ranked here (the circle bounds the
+        work; ``$near`` reads the whole collection on the embedded server)."""
+        assert query.center is not None and query.radius_km is not None
+        lat, lon = query.center
+        sphere = {"$centerSphere": [[lon, lat], query.radius_km / EARTH_RADIUS_KM]}
+        circle = replace(query, center=None, radius_km=None)
+        # The circle leads: the 2dsphere index answers it; the rest is checked per match.
+        found: Document = {GEO: {"$geoWithin": sphere}}
+        rest = build_filter(circle, canonical=canonical, instant=WHEN, span=start_span(query))
+        found.update(rest)
+        center = query.center
+        ranked = sorted(
+            (distance_km(center, d), str(d["_id"])) for d in await self._circle(collection, found)
+        )
+        if len(ranked) > DISTANCE_MAX:
+            raise TooBroad(f"more than {DISTANCE_MAX} matches inside the circle")
+        if query.after is not None:
+            value, last_id = float(query.after[0]), query.after[1]
+            ranked = [r for r in ranked if r > (value, last_id)]
+        chosen = ranked[: query.limit]
+        docs = await self.by_ids(collection, [k for _, k in chosen], projection)
+        more = len(ranked) > query.limit
+        page = Page(
+            [docs[k] for _, k in chosen if k in docs],
+            len(ranked),
+            True,
+            chosen[-1] if more and chosen else None,
+        )
+        page.distances = {k: d for d, k in chosen}
+        return page
+
+    async def _circle(self, collection: str, found: Document) -> list[Document]:
+        cursor = self.db[collection].find(found, {"venue": 1}).limit(DISTANCE_MAX + 1)
+        return [doc async for doc in cursor]
+
+    async def scan(self, query: Query) -> AsyncIterator[Document]:
+        """Every per-source record matching ``query``, in start order (for the export)."""
+        after: tuple[Any, str] | None = None
+        while True:
+            page = await self._page(
+                EXTERNAL_EVENTS,
+                replace(query, sort="start", after=after, limit=1000),
+                canonical=False,
+                projection=HIDDEN,
+            )
+            for doc in page.docs:
+                yield doc
+            if page.next_after is None:
+                return
+            after = page.next_after
+
+    async def search(self, query: Query) -> Page:
+        """Per-source records."""
+        return await self._page(EXTERNAL_EVENTS, query, canonical=False, projection=HIDDEN)
+
+    async def listing(self, query: Query) -> Page:
+        """Canonical events (merged ones left out)."""
+        return await self._page(EVENTS, query, canonical=True, projection=HIDDEN)
+
+    async def search_deduped(self, query: Query) -> Page:
+        """One per-source record per canonical event: the events are found (and ordered) in
+        ``events``, each shown as its first source (of the asked provider, if one was)."""
+        page = await self._page(EVENTS, query, canonical=True, projection={"sources": 1})
+        chosen: dict[str, str] = {}
+        for event in page.docs:
+            sources = event.get("sources") or []
+            if query.source:
+                sources = [s for s in sources if s.get("source") == query.source] or sources
+            if sources:
+                chosen[str(event["_id"])] = f"{sources[0]['source']}:{sources[0]['external_id']}"
+        records = await self.by_ids(EXTERNAL_EVENTS, list(chosen.values()), HIDDEN)
+        docs = [records[key] for key in chosen.values() if key in records]
+        distances = {chosen[cid]: d for cid, d in page.distances.items() if cid in chosen}
+        if query.center is not None:
+            distances = {str(d["_id"]): distance_km(query.center, d) for d in docs}
+        return Page(docs, page.total, page.total_exact, page.next_after, distances)
+
+    async def by_ids(
+        self, collection: str, ids: Sequence[str], projection: Document | None = None
+    ) -> dict[str, Document]:
+        if not ids:
+            return {}
+        found = self.db[collection].find({"_id": {"$in": list(ids)}}, projection or HIDDEN)
+        return {str(doc["_id"]): doc async for doc in found}
+
+    async def changes(
+        self, after: tuple[datetime, str] | None, limit: int, until: datetime
+    ) -> tuple[list[Document], bool]:
+        """Canonical events (merged ones too) in (modified, id) order after the cursor, up to
+        ``until``: windows on the ``change_feed`` index, as for a page."""
+        keys: list[tuple[datetime, str]] = []
+        if after is not None:
+            tie = {"updated_at": after[0], "_id": {"$gt": after[1]}}
+            keys += await self._window(EVENTS, tie, "updated_at", 1)
+        position, inclusive = (after[0], False) if after is not None else (EPOCH, True)
+        width = FIRST_WINDOW
+        while len(keys) <= limit and position < until:
+            end = min(position + width, until)
+            span: Document = {"$gte" if inclusive else "$gt": position}
+            span["$lte" if end == until else "$lt"] = end
+            keys += await self._window(EVENTS, {"updated_at": span}, "updated_at", 1)
+            position, inclusive, width = end, True, width * GROWTH
+        chosen = keys[:limit]
+        docs = await self.by_ids(EVENTS, [k for _, k in chosen])
+        return [docs[k] for _, k in chosen if k in docs], len(keys) > limit
+
+    async def category_counts(self) -> dict[str, int]:
+        """Per-source records per canonical category and subcategory (lower case)."""
+        counts: dict[str, int] = {}
+        for name in ("category", "subcategory"):
+            pipeline: list[Document] = [
+                {"$match": {name: {"$type": "string"}}},
+                {"$group": {"_id": f"${name}", "n": {"$sum": 1}}},
+            ]
+            async for row in await self.db[EXTERNAL_EVENTS].aggregate(pipeline):
+                key = str(row["_id"]).casefold()
+                counts[key] = counts.get(key, 0) + int(row["n"])
+        return counts
