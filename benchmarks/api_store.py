@@ -1,28 +1,37 @@
-"""A synthetic catalogue for the API benchmark: per-source records in MongoDB, canonical on Kafka.
+"""A synthetic catalogue for the API benchmark, written straight into the store.
 
 Seeds ``external_events`` (the normalizer's stored shape: ``ExternalEvent.to_document()`` with
-``_id`` = ``{provider}:{external_id}`` and ``start_utc``) and publishes one ``CanonicalChange``
-per canonical event to a compacted topic, like the normalizer does. Deterministic for a seed;
-reused when a finished seed of the same size is found (``bench_meta`` marker).
+``_id`` = ``{provider}:{external_id}`` and ``start_utc``) and ``events`` (one canonical event per
+performance, ``CanonicalEvent.to_document()`` with its ``sources``, ``duplicate_of`` None),
+both with the search fields (``shared.search.with_search_fields``) and the catalogue's indexes
+(``shared.mongo.ensure_indexes``, created before the first insert, as in a live store).
+
+The shape of the catalogue: 1 to 3 providers per performance; 16 cities on 3 continents, each
+venue somewhere within ~15 km of its city's centre; start times spread evenly over the
+``DAYS_AHEAD`` days from the seeding day, and ``PAST_SHARE`` of them in the ``PAST_DAYS``
+before it; modification times (``updated_at``) spread evenly over the ``UPDATED_DAYS`` before
+it; 5 categories, 22 subcategories; one or two performers, whose names are the title.
+
+Deterministic for a seed and a seeding day; a finished seed of the same size and
+``SEED_VERSION`` (the ``bench_meta`` marker) is reused while it is younger than ``REUSE_DAYS``
+(the upcoming part shrinks as it ages).
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import random
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.contracts import (
-    CanonicalChange,
     CanonicalEvent,
-    ChangeOp,
     EventStatus,
     ExternalEvent,
     Performer,
@@ -32,11 +41,18 @@ from shared.contracts import (
     Venue,
     When,
 )
-from shared.kafka import make_producer
-from shared.mongo import EXTERNAL_EVENTS, Document
-from shared.settings import KafkaSettings
+from shared.contracts.documents import ProviderCategory
+from shared.mongo import EVENTS, EXTERNAL_EVENTS, Document, ensure_indexes
+from shared.search import with_search_fields
 
 META = "bench_meta"
+# 2: search fields, canonical events in ``events``, start times around the seeding day.
+SEED_VERSION = 2
+DAYS_AHEAD = 365
+PAST_SHARE = 0.05
+PAST_DAYS = 60
+UPDATED_DAYS = 180
+REUSE_DAYS = 14
 PROVIDERS = (Provider.TICKETMASTER, Provider.SEATGEEK, Provider.EVENTBRITE, Provider.MEETUP)
 CITIES = (
     ("New York", "NY", "US", 40.7128, -74.0060, "America/New_York"),
@@ -133,7 +149,11 @@ VENUE_WORDS = ("Arena", "Hall", "Theatre", "Club", "Stadium", "Center", "Ballroo
 class Seeded:
     externals: int
     canonicals: int
-    topic: str
+    origin: datetime  # the seeding instant: start times are spread around its day
+    updated_from: datetime  # the range of ``updated_at``
+    updated_to: datetime
+    seed_s: float  # how long the seed took (when it was written)
+    reused: bool
 
 
 def _name(rng: random.Random, words: int) -> str:
@@ -141,11 +161,12 @@ def _name(rng: random.Random, words: int) -> str:
 
 
 def catalogue(
-    events: int, seed: int = 11, start: datetime | None = None
-) -> Iterator[tuple[CanonicalEvent, list[ExternalEvent]]]:
-    """Canonical events with 1 to 3 per-source records each, until ``events`` records exist."""
+    events: int, origin: datetime, seed: int = 11
+) -> Iterator[tuple[Document, list[Document]]]:
+    """Canonical events with 1 to 3 per-source records each, until ``events`` records exist,
+    as the documents the normalizer stores (search fields not added yet)."""
     rng = random.Random(seed)
-    origin = (start or datetime(2026, 12, 1, tzinfo=UTC)).replace(minute=0, second=0)
+    day0 = origin.replace(hour=0, minute=0, second=0, microsecond=0)
     made = 0
     number = 0
     while made < events:
@@ -158,10 +179,16 @@ def catalogue(
         headliner = _name(rng, 2)
         support = _name(rng, 2) if rng.random() < 0.5 else None
         title = f"{headliner} with {support}" if support else headliner
-        day = rng.randrange(0, 180)
+        if rng.random() < PAST_SHARE:
+            day = -rng.randrange(1, PAST_DAYS + 1)
+        else:
+            day = rng.randrange(0, DAYS_AHEAD)
         hour = rng.choice((12, 14, 18, 19, 19, 20, 20, 21))
-        utc = origin + timedelta(days=day, hours=hour - OFFSETS[zone])
+        utc = day0 + timedelta(days=day, hours=hour - OFFSETS[zone])
         local = (utc + timedelta(hours=OFFSETS[zone])).replace(tzinfo=None).isoformat()
+        updated = origin - timedelta(seconds=rng.uniform(60, UPDATED_DAYS * 86400))
+        created = updated - timedelta(seconds=rng.uniform(0, 30 * 86400))
+        version = rng.choices((1, 2, 3), weights=(60, 30, 10))[0]
         venue = Venue(
             name=f"{_name(rng, 1)} {rng.choice(VENUE_WORDS)} - {city}",
             address=f"{rng.randrange(1, 9999)} {_name(rng, 1)} St",
@@ -181,6 +208,7 @@ def catalogue(
             (EventStatus.SCHEDULED, EventStatus.CANCELLED, EventStatus.POSTPONED),
             weights=(95, 3, 2),
         )[0]
+        start = When(utc=utc, local=local, timezone=zone)
         providers = rng.sample(PROVIDERS, sources)
         externals = []
         for provider in providers:
@@ -193,8 +221,11 @@ def catalogue(
                     description=f"{title} live in {city}. {_name(rng, 6)}.",
                     category=top,
                     subcategory=sub,
+                    provider_categories=[
+                        ProviderCategory(source=provider, name=sub.title(), level="genre")
+                    ],
                     status=status,
-                    start=When(utc=utc, local=local, timezone=zone),
+                    start=start,
                     venue=venue,
                     performers=performers,
                     price_range=PriceRange(min=low, max=low * 3, currency="USD"),
@@ -204,6 +235,10 @@ def catalogue(
                     venue_city=city,
                     content_hash=f"{number:x}{provider.value}",
                     canonical_id=f"evt_b{number:09d}",
+                    version=version,
+                    created_at=created,
+                    updated_at=updated,
+                    last_synced=updated,
                 )
             )
         made += len(externals)
@@ -214,15 +249,21 @@ def catalogue(
             description=lead.description,
             category=top,
             subcategory=sub,
+            provider_categories=[c for e in externals for c in e.provider_categories],
             status=status,
-            start=lead.start,
+            start=start,
             venue=venue,
             performers=performers,
             price_range=lead.price_range,
             ticket_url=lead.ticket_url,
             sources=[SourceRef(source=e.source, external_id=e.external_id) for e in externals],
+            version=version,
+            created_at=created,
+            updated_at=updated,
         )
-        yield canonical, externals
+        doc = canonical.to_document()
+        doc["content_hash"] = f"{number:x}"
+        yield doc, [external_document(e) for e in externals]
 
 
 def external_document(event: ExternalEvent) -> Document:
@@ -233,68 +274,115 @@ def external_document(event: ExternalEvent) -> Document:
     return doc
 
 
-async def ensure_topic(kafka: KafkaSettings, topic: str, partitions: int = 6) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        if topic not in await admin.list_topics():
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [NewTopic(topic, partitions, 1, topic_configs={"cleanup.policy": "compact"})]
-                )
-    finally:
-        await admin.close()
+def _reusable(meta: Document | None, events: int, now: datetime) -> str | None:
+    """Why the stored seed cannot be reused (None: it can)."""
+    if not meta or not meta.get("done"):
+        return "no finished seed"
+    if meta.get("version") != SEED_VERSION:
+        return f"seed version {meta.get('version')} (now {SEED_VERSION})"
+    if meta.get("events") != events:
+        return f"{meta.get('events')} records seeded, {events} wanted"
+    origin = meta.get("origin")
+    if not isinstance(origin, datetime) or now - origin > timedelta(days=REUSE_DAYS):
+        return f"seeded {origin}, more than {REUSE_DAYS} days ago"
+    return None
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 async def seed(
     db: AsyncDatabase[Document],
-    kafka: KafkaSettings,
-    topic: str,
     events: int,
     *,
-    batch: int = 1000,
+    batch: int = 10_000,
+    in_flight: int = 2,
     log: bool = True,
 ) -> Seeded:
-    """Write the catalogue unless a finished seed of this size is there already."""
+    """Write the catalogue unless a finished seed of this size and version is there already.
+
+    Documents go out in unordered ``insert_many`` bulks of ``batch`` per-source records (and
+    their canonical events), ``in_flight`` bulks at a time, so the next bulk is built while
+    the store writes the last one.
+    """
+    now = datetime.now(UTC)
     meta = await db[META].find_one({"_id": "seed"})
-    if meta and meta.get("events") == events and meta.get("done") and meta.get("topic") == topic:
+    why = _reusable(meta, events, now)
+    if why is None and meta is not None:
         if log:
-            print(f"reusing the seeded store: {events:,} records, topic {topic}", flush=True)
-        return Seeded(events, int(meta["canonicals"]), topic)
-    await db[EXTERNAL_EVENTS].drop()
-    await db[META].drop()
-    await ensure_topic(kafka, topic)
-    producer = make_producer(kafka, linger_ms=20)
-    await producer.start()
+            _say(f"reusing the seeded store {db.name}: {events:,} records ({meta['origin']})")
+        return Seeded(
+            events,
+            int(meta["canonicals"]),
+            meta["origin"],
+            meta["updated_from"],
+            meta["updated_to"],
+            float(meta["seed_s"]),
+            True,
+        )
+    if log:
+        _say(f"seeding {db.name} ({why})")
+    for name in (META, EXTERNAL_EVENTS, EVENTS):
+        await db[name].drop()
+    await ensure_indexes(db)
     started = time.monotonic()
-    docs: list[Document] = []
-    written = canonicals = 0
-    try:
-        for canonical, externals in catalogue(events):
-            canonicals += 1
-            change = CanonicalChange(
-                op=ChangeOp.CREATED, canonical_id=canonical.id, version=1, event=canonical
+    origin = now
+    pending: set[asyncio.Task[Any]] = set()
+    externals: list[Document] = []
+    canonicals: list[Document] = []
+    written = made = 0
+    low, high = now, now - timedelta(days=UPDATED_DAYS + 1)
+
+    async def flush() -> None:
+        nonlocal externals, canonicals, written, pending
+        with_search_fields(externals)
+        with_search_fields(canonicals)
+        while len(pending) >= in_flight:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        for collection, docs in ((EXTERNAL_EVENTS, externals), (EVENTS, canonicals)):
+            pending.add(asyncio.create_task(db[collection].insert_many(docs, ordered=False)))
+        before, written = written, written + len(externals)
+        externals, canonicals = [], []
+        await asyncio.sleep(0)  # let the bulks go out before the next one is built
+        if log and written // 100_000 != before // 100_000:
+            elapsed = time.monotonic() - started
+            _say(
+                f"seeded {written:,}/{events:,} records, {made:,} canonical events "
+                f"({elapsed:,.0f} s, {written / elapsed:,.0f} records/s)"
             )
-            await producer.send(
-                topic, change.to_json_bytes(), key=canonical.id.encode()
-            )  # pipelined; flushed below
-            docs += [external_document(e) for e in externals]
-            if len(docs) >= batch:
-                await db[EXTERNAL_EVENTS].insert_many(docs, ordered=False)
-                before, written = written, written + len(docs)
-                docs = []
-                if log and written // (batch * 50) != before // (batch * 50):
-                    rate = written / (time.monotonic() - started)
-                    print(f"seeded {written:,}/{events:,} records ({rate:,.0f}/s)", flush=True)
-        if docs:
-            await db[EXTERNAL_EVENTS].insert_many(docs, ordered=False)
-            written += len(docs)
-        await producer.flush()
-    finally:
-        await producer.stop()
+
+    for canonical, records in catalogue(events, origin):
+        made += 1
+        canonicals.append(canonical)
+        externals += records
+        updated = canonical["updated_at"]
+        low, high = min(low, updated), max(high, updated)
+        if len(externals) >= batch:
+            await flush()
+    if externals:
+        await flush()
+    for task in asyncio.as_completed(pending):
+        await task
+    seconds = time.monotonic() - started
     await db[META].insert_one(
-        {"_id": "seed", "events": events, "canonicals": canonicals, "topic": topic, "done": True}
+        {
+            "_id": "seed",
+            "version": SEED_VERSION,
+            "events": events,
+            "canonicals": made,
+            "origin": origin,
+            "updated_from": low,
+            "updated_to": high,
+            "seed_s": round(seconds, 1),
+            "done": True,
+        }
     )
     if log:
-        print(f"seeded {written:,} records, {canonicals:,} canonical events", flush=True)
-    return Seeded(written, canonicals, topic)
+        _say(
+            f"seeded {written:,} records and {made:,} canonical events in {seconds:,.0f} s "
+            f"({(written + made) / seconds:,.0f} documents/s)"
+        )
+    return Seeded(written, made, origin, low, high, seconds, False)

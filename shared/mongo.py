@@ -38,7 +38,8 @@ def _search_indexes(source: str) -> list[IndexModel]:
         IndexModel([(source, ASCENDING), (WHEN, ASCENDING)], name="source_when"),
         IndexModel([("category", ASCENDING), (WHEN, ASCENDING)], name="category_when"),
         IndexModel([("subcategory", ASCENDING), (WHEN, ASCENDING)], name="subcategory_when"),
-        IndexModel([(GEO, GEOSPHERE)], name="geo"),
+        # The version stated: the server records it, and a request without it would then differ.
+        IndexModel([(GEO, GEOSPHERE)], name="geo", **{"2dsphereIndexVersion": 3}),
     ]
 
 

@@ -28,7 +28,7 @@ from shared.search import GEO, LOCATION, TERMS, WHEN
 
 EARTH_RADIUS_KM = 6378.1  # what $centerSphere divides by (MongoDB's own figure)
 MEAN_RADIUS_KM = 6371.0088  # for the distances returned (great circle, mean radius)
-PREFIX_MIN = 3  # a shorter last word matches whole words only (a prefix of 1–2 letters is most)
+PREFIX_MIN = 3  # a shorter last word matches whole words only (a prefix of 1 or 2 letters is most)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FIRST_WINDOW = timedelta(hours=6)
 GROWTH = 8
@@ -43,7 +43,11 @@ HIDDEN: Document = {name: 0 for name in PRIVATE}
 
 
 class TooBroad(ValueError):
-    """A query whose result cannot be ranked within the bounds above."""
+    """A query whose result cannot be ranked within the bounds above (the API answers 400)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(slots=True)
@@ -211,11 +215,11 @@ class Catalogue:
         inclusive = after is None
         while len(keys) < need:
             if direction == 1:
-                end = min(position + width, high)
+                end = _step(position, width, high)
                 span: Document = {"$gte" if inclusive else "$gt": position}
                 span["$lte" if end == high else "$lt"] = end
             else:
-                end = max(position - width, low)
+                end = _step(position, -width, low)
                 span = {"$lte" if inclusive else "$lt": position}
                 span["$gte" if end == low else "$gt"] = end
             found = build_filter(query, canonical=canonical, instant=instant, span=span)
@@ -269,7 +273,11 @@ class Catalogue:
     ) -> Page:
         """Nearest first: every match inside the circle is ranked here (the circle bounds the
         work; ``$near`` reads the whole collection on the embedded server)."""
-        assert query.center is not None and query.radius_km is not None
+        if query.center is None or query.radius_km is None:
+            # Without a point every distance is the same: the tie order (start) is the order.
+            return await self._page(
+                collection, replace(query, sort="start"), canonical=canonical, projection=projection
+            )
         lat, lon = query.center
         sphere = {"$centerSphere": [[lon, lat], query.radius_km / EARTH_RADIUS_KM]}
         circle = replace(query, center=None, radius_km=None)
@@ -282,7 +290,7 @@ class Catalogue:
             (distance_km(center, d), str(d["_id"])) for d in await self._circle(collection, found)
         )
         if len(ranked) > DISTANCE_MAX:
-            raise TooBroad(f"more than {DISTANCE_MAX} matches inside the circle")
+            raise TooBroad("radius_km", f"more than {DISTANCE_MAX} matches: narrow the circle")
         if query.after is not None:
             value, last_id = float(query.after[0]), query.after[1]
             ranked = [r for r in ranked if r > (value, last_id)]
@@ -364,7 +372,7 @@ class Catalogue:
         position, inclusive = (after[0], False) if after is not None else (EPOCH, True)
         width = FIRST_WINDOW
         while len(keys) <= limit and position < until:
-            end = min(position + width, until)
+            end = _step(position, width, until)
             span: Document = {"$gte" if inclusive else "$gt": position}
             span["$lte" if end == until else "$lt"] = end
             keys += await self._window(EVENTS, {"updated_at": span}, "updated_at", 1)
@@ -385,3 +393,12 @@ class Catalogue:
                 key = str(row["_id"]).casefold()
                 counts[key] = counts.get(key, 0) + int(row["n"])
         return counts
+
+
+def _step(position: datetime, width: timedelta, bound: datetime) -> datetime:
+    """``position`` moved by ``width``, not beyond ``bound`` (nor past what a datetime holds)."""
+    try:
+        moved = position + width
+    except OverflowError:
+        return bound
+    return min(moved, bound) if width > timedelta(0) else max(moved, bound)

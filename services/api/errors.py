@@ -14,6 +14,8 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from services.api.catalogue import TooBroad
+
 log = logging.getLogger(__name__)
 
 
@@ -136,9 +138,15 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, "Internal server error")
 
 
+async def _too_broad(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TooBroad)
+    return await _api_error(request, bad_request(exc.field, str(exc), "too_broad"))
+
+
 def install(app: FastAPI) -> None:
     """Every error leaves the API as a JSON object with an ``error`` field."""
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(TooBroad, _too_broad)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -175,7 +175,7 @@ class Importer:
             answer = future.result() if future.done() and not future.cancelled() else None
             self.replies.forget(request_id)
             outcome = self.outcome(answer, request_id, links)
-            results[index].update(status=outcome.status, **outcome.body)
+            results[index].update({**outcome.body, "status": outcome.status})
         return results
 
     async def status(self, principal: Principal, request_id: str, links: Links) -> dict[str, Any]:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import math
+import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 
-import orjson
 from starlette.datastructures import QueryParams
 
 from services.api.catalogue import EPOCH
 from services.api.catalogue import Query as CatalogueQuery
-from services.api.errors import ApiError, field_error
+from services.api.errors import ApiError, bad_request, field_error
 from shared.contracts import EventStatus
 from shared.search import tokens
 
@@ -30,6 +27,16 @@ STATUS_ALIASES = {
 }
 SOURCES = ("all", "ticketmaster", "seatgeek", "eventbrite", "meetup")
 STATUS_CODE = {s.value for s in EventStatus}
+DEFAULT_RADIUS_KM = 50.0
+_LAT = r"-?(90(\.0+)?|[1-8]?[0-9](\.[0-9]+)?)"
+_LON = r"-?(180(\.0+)?|(1[0-7][0-9]|[1-9]?[0-9])(\.[0-9]+)?)"
+_RADIUS = r"(20000(\.0+)?|(1[0-9]{4}|[1-9][0-9]{0,3})(\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)"
+# Exactly the points and radii accepted (ranges included), so the OpenAPI says what is valid.
+NEAR_PATTERN = rf"^{_LAT},{_LON}(,{_RADIUS})?$"
+_NEAR = re.compile(NEAR_PATTERN)
+_STATUS_NAMES = "|".join(sorted({*STATUS_ALIASES, *STATUS_CODE}, key=len, reverse=True))
+# Exactly what the reader accepts: known names, comma separated, spaces around them allowed.
+STATUS_PATTERN = rf"^ *({_STATUS_NAMES}) *(, *({_STATUS_NAMES}) *)*$"
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2}))?$"
 
 
@@ -41,7 +48,7 @@ def parse_when(value: str, field: str, *, end_of_day: bool) -> datetime:
             day = date.fromisoformat(text)
             moment = datetime.combine(day, time.min, tzinfo=UTC)
             if end_of_day:
-                moment += timedelta(days=1) - timedelta(milliseconds=1)
+                moment = moment.replace(hour=23, minute=59, second=59, microsecond=999000)
             return moment
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as err:
@@ -59,40 +66,37 @@ def parse_when(value: str, field: str, *, end_of_day: bool) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _encode_value(value: Any) -> Any:
-    # Datetimes travel as epoch milliseconds (MongoDB's own precision), so they compare exact.
-    if isinstance(value, datetime):
-        return {"ms": int(value.timestamp() * 1000)}
-    return value
+# A cursor is a position: the sort value of the last item seen (epoch milliseconds for an
+# instant, kilometres for a distance), "~", and its id. Any string of that form is a position,
+# so the OpenAPI pattern below says exactly what is accepted.
+CURSOR_PATTERN = r"^-?[0-9]{1,15}(\.[0-9]{1,12})?~[!-~]{1,300}$"
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 
-def _decode_value(value: Any) -> Any:
-    if isinstance(value, dict):
-        return datetime.fromtimestamp(int(value["ms"]) / 1000, UTC)
-    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
-        return value
-    raise ValueError("not a cursor value")
+def instant_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
 
 
-def encode_cursor(sort: str, after: tuple[Any, str], dedupe: bool) -> str:
-    raw = orjson.dumps([sort, _encode_value(after[0]), after[1], dedupe])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, sort: str, dedupe: bool) -> tuple[Any, str]:
+def from_ms(millis: float) -> datetime:
+    """An instant from epoch milliseconds, clamped to what a datetime holds."""
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value: Any = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
-        kind, number, tie, collapsed = value
-        if kind != sort or collapsed != dedupe or not isinstance(tie, str):
-            raise ValueError("cursor of another sort order")
-        return _decode_value(number), tie
-    except (ValueError, TypeError, KeyError, binascii.Error, orjson.JSONDecodeError) as err:
-        raise ApiError(
-            400,
-            "Invalid request",
-            details=[field_error("cursor", "not a cursor of this query (take next_cursor as is)")],
-        ) from err
+        return datetime.fromtimestamp(millis / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return datetime.max.replace(tzinfo=UTC) if millis > 0 else datetime.min.replace(tzinfo=UTC)
+
+
+def encode_cursor(after: tuple[Any, str]) -> str:
+    value, last_id = after
+    number = instant_ms(value) if isinstance(value, datetime) else repr(float(value))
+    return f"{number}~{last_id}"
+
+
+def decode_cursor(cursor: str, field: str, *, instant: bool) -> tuple[Any, str]:
+    """A position as ``encode_cursor`` wrote it: (instant or distance, id)."""
+    if not _CURSOR.match(cursor):
+        raise bad_request(field, "a next cursor as the previous page returned it")
+    number, last_id = cursor.split("~", 1)
+    return (from_ms(float(number)) if instant else float(number)), last_id
 
 
 def _listed(value: str | None) -> list[str]:
@@ -112,9 +116,7 @@ class Filters:
         include_past: bool = False,
         category: str | None = None,
         status: str | None = None,
-        lat: float | None = None,
-        lon: float | None = None,
-        radius_km: float | None = None,
+        near: tuple[float, float, float] | None = None,
         imported: bool | None = None,
         sort: str = "start",
         limit: int = 20,
@@ -127,17 +129,15 @@ class Filters:
         self.include_past = include_past
         self.category = category
         self.status = status
-        self.lat = lat
-        self.lon = lon
-        self.radius_km = radius_km
+        self.near = near
         self.imported = imported
         self.sort = sort
         self.limit = limit
         self.cursor = cursor
 
-    def query(self, q: str | None, *, dedupe: bool = False) -> CatalogueQuery:
+    def query(self, q: str | None) -> CatalogueQuery:
         details = []
-        source = self.source.strip().lower()
+        source = self.source
         if source not in SOURCES:
             details.append(field_error("source", f"one of {', '.join(SOURCES)}"))
         words = tokens(q)
@@ -147,32 +147,30 @@ class Filters:
         if self.location is not None and not location:
             details.append(field_error("location", "no searchable word (letters or digits)"))
         statuses = []
+        if self.status is not None and not _listed(self.status):
+            details.append(field_error("status", "name at least one status"))
         for name in _listed(self.status):
-            known = STATUS_ALIASES.get(name.lower()) or (name if name in STATUS_CODE else None)
+            known = STATUS_ALIASES.get(name) or (name if name in STATUS_CODE else None)
             if known is None:
                 details.append(field_error("status", f"unknown status {name!r}"))
             else:
                 statuses.append(known)
-        geo = (self.lat, self.lon, self.radius_km)
-        if any(v is not None for v in geo) and not all(v is not None for v in geo):
-            details.append(field_error("radius_km", "lat, lon and radius_km go together"))
-        if self.sort == "distance" and self.radius_km is None:
-            details.append(field_error("sort", "distance needs lat, lon and radius_km"))
         if details:
             raise ApiError(400, "Invalid request", details=details)
         start_from = (
-            parse_when(self.date_from, "date_from", end_of_day=False) if self.date_from else None
+            parse_when(self.date_from, "date_from", end_of_day=False)
+            if self.date_from is not None
+            else None
         )
-        start_to = parse_when(self.date_to, "date_to", end_of_day=True) if self.date_to else None
-        if start_from is not None and start_to is not None and start_from > start_to:
-            raise ApiError(
-                400,
-                "Invalid request",
-                details=[field_error("date_to", "date_to is before date_from")],
-            )
+        start_to = (
+            parse_when(self.date_to, "date_to", end_of_day=True)
+            if self.date_to is not None
+            else None
+        )
+        # date_to before date_from is an empty range (no error: each value is valid alone).
         if start_from is None and self.include_past:
             start_from = EPOCH
-        center = (self.lat, self.lon) if self.lat is not None and self.lon is not None else None
+        center = (self.near[0], self.near[1]) if self.near else None
         return CatalogueQuery(
             words=words,
             location=location,
@@ -182,10 +180,16 @@ class Filters:
             start_from=start_from,
             start_to=start_to,
             center=center,
-            radius_km=self.radius_km,
+            radius_km=self.near[2] if self.near else None,
             imported=self.imported,
             sort=self.sort,
-            after=decode_cursor(self.cursor, self.sort, dedupe) if self.cursor else None,
+            after=(
+                decode_cursor(
+                    self.cursor, "cursor", instant=not (self.sort == "distance" and self.near)
+                )
+                if self.cursor is not None
+                else None
+            ),
             limit=self.limit,
         )
 
@@ -222,24 +226,33 @@ FILTER_PARAMETERS: list[dict[str, Any]] = [
         "without date_from, events that already started are listed too",
     ),
     _spec("category", _TEXT, "category or subcategory (comma list)"),
-    _spec("status", _TEXT, "scheduled, cancelled, postponed, rescheduled, moved_online"),
-    _spec("lat", {"type": "number", "minimum": -90, "maximum": 90}),
-    _spec("lon", {"type": "number", "minimum": -180, "maximum": 180}),
-    _spec("radius_km", {"type": "number", "exclusiveMinimum": 0, "maximum": 20_000}),
+    _spec(
+        "status",
+        {"type": "string", "pattern": STATUS_PATTERN, "maxLength": 200},
+        "scheduled, cancelled, postponed, rescheduled, moved_online (comma list)",
+    ),
+    _spec(
+        "near",
+        {"type": "string", "pattern": NEAR_PATTERN},
+        "lat,lon[,radius_km]: events within radius_km (default 50) of the point; each item then"
+        " carries distance_km",
+    ),
     _spec("imported", {"type": "boolean"}, "only imported records (or only not imported)"),
     _spec(
         "sort",
         {"type": "string", "enum": ["start", "-start", "updated", "-updated", "distance"]},
-        "distance needs lat, lon and radius_km",
+        "distance: nearest to `near` first (without `near`, every distance is equal: start order)",
     ),
     _spec("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
-    _spec("cursor", {"type": "string", "maxLength": 500}, "next_cursor of the previous page"),
+    _spec(
+        "cursor",
+        {"type": "string", "pattern": CURSOR_PATTERN},
+        "next_cursor of the previous page (a position: value~id)",
+    ),
 ]
-Q_PARAMETER = _spec(
-    "q",
-    _WORDS,
-    "words of the title, category, performers or venue; the last one also as a prefix",
-)
+_Q_DESCRIPTION = "words of the title, category, performers or venue; the last one also as a prefix"
+Q_PARAMETER = _spec("q", _WORDS, _Q_DESCRIPTION)
+Q_REQUIRED = _spec("q", _WORDS, _Q_DESCRIPTION, required=True)
 DEDUPE_PARAMETER = _spec(
     "dedupe", {"type": "boolean", "default": False}, "one canonical event per real performance"
 )
@@ -264,21 +277,6 @@ class _Reader:
             return default
         return value
 
-    def number(self, name: str, low: float, high: float, *, above: bool = False) -> float | None:
-        value = self.params.get(name)
-        if value is None:
-            return None
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
-        if not math.isfinite(number) or not (
-            (number > low if above else number >= low) and number <= high
-        ):
-            self.details.append(field_error(f"query.{name}", f"a number in [{low}, {high}]"))
-            return None
-        return number
-
     def integer(self, name: str, default: int, low: int, high: int) -> int:
         value = self.params.get(name)
         if value is None:
@@ -291,6 +289,18 @@ class _Reader:
             self.details.append(field_error(f"query.{name}", f"an integer in [{low}, {high}]"))
             return default
         return number
+
+    def near(self, name: str) -> tuple[float, float, float] | None:
+        value = self.params.get(name)
+        if value is None:
+            return None
+        if not _NEAR.match(value):
+            self.details.append(
+                field_error(f"query.{name}", "lat,lon or lat,lon,radius_km (0 < radius <= 20000)")
+            )
+            return None
+        parts = [float(p) for p in value.split(",")]
+        return parts[0], parts[1], parts[2] if len(parts) == 3 else DEFAULT_RADIUS_KM
 
     def flag(self, name: str) -> bool | None:
         value = self.params.get(name)
@@ -308,7 +318,7 @@ def read_filters(params: Mapping[str, str]) -> tuple[Filters, _Reader]:
     """Every shared filter from the query string (FastAPI's per-parameter validation costs
     more than the search itself, so the hot listings read them here, documented by hand)."""
     read = _Reader(params)
-    sort = read.text("sort", "start") or "start"
+    sort = read.text("sort", "start") or ""
     if sort not in ("start", "-start", "updated", "-updated", "distance"):
         read.details.append(field_error("query.sort", "start, -start, updated, -updated, distance"))
         sort = "start"
@@ -320,9 +330,7 @@ def read_filters(params: Mapping[str, str]) -> tuple[Filters, _Reader]:
         include_past=bool(read.flag("include_past")),
         category=read.text("category"),
         status=read.text("status"),
-        lat=read.number("lat", -90, 90),
-        lon=read.number("lon", -180, 180),
-        radius_km=read.number("radius_km", 0, 20_000, above=True),
+        near=read.near("near"),
         imported=read.flag("imported"),
         sort=sort,
         limit=read.integer("limit", 20, 1, 100),

@@ -56,11 +56,11 @@ def _ref(doc: Document, links: Links) -> dict[str, Any]:
     }
 
 
-def _cursor(page: Page, sort: str, dedupe: bool) -> str | None:
-    return encode_cursor(sort, page.next_after, dedupe) if page.next_after else None
+def _cursor(page: Page) -> str | None:
+    return encode_cursor(page.next_after) if page.next_after else None
 
 
-def search_body(page: Page, links: Links, *, sort: str, dedupe: bool) -> bytes:
+def search_body(page: Page, links: Links) -> bytes:
     """``{events, imported_events, total_count, total_exact, next_cursor}``: per-source records
     (one per canonical event with ``dedupe``), in one shape either way."""
     events = [public(d, page.distances.get(str(d["_id"]))) for d in page.docs]
@@ -73,18 +73,18 @@ def search_body(page: Page, links: Links, *, sort: str, dedupe: bool) -> bytes:
             "imported_events": imported,
             "total_count": page.total,
             "total_exact": page.total_exact,
-            "next_cursor": _cursor(page, sort, dedupe),
+            "next_cursor": _cursor(page),
         }
     )
 
 
-def events_body(page: Page, *, sort: str) -> bytes:
+def events_body(page: Page) -> bytes:
     events = [public(d, page.distances.get(str(d["_id"]))) for d in page.docs]
     return dumps(
         {
             "events": events,
             "total_count": page.total,
             "total_exact": page.total_exact,
-            "next_cursor": _cursor(page, sort, False),
+            "next_cursor": _cursor(page),
         }
     )

@@ -45,15 +45,23 @@ class SearchResponse(BaseModel):
         description="per-source records; with dedupe, one per canonical event"
     )
     imported_events: list[ImportedRef]
-    total_count: int = Field(description="matches, counted up to 10,000 (see total_exact)")
-    total_exact: bool = Field(description="false when there are more matches than total_count")
+    total_count: int = Field(
+        description="matches counted from this page's position on (this page included)"
+    )
+    total_exact: bool = Field(
+        description="true when total_count is every match left; false: at least that many"
+    )
     next_cursor: str | None = None
 
 
 class EventsResponse(BaseModel):
     events: list[CanonicalEventOut]
-    total_count: int = Field(description="matches, counted up to 10,000 (see total_exact)")
-    total_exact: bool = Field(description="false when there are more matches than total_count")
+    total_count: int = Field(
+        description="matches counted from this page's position on (this page included)"
+    )
+    total_exact: bool = Field(
+        description="true when total_count is every match left; false: at least that many"
+    )
     next_cursor: str | None = None
 
 

@@ -31,23 +31,15 @@ class Payload(BaseModel):
 
 def stand_in(ready: bool = True) -> Any:
     """What create_app and the middleware read (settings, metrics), and what /readyz reads."""
-    load = SimpleNamespace(
-        state="ready" if ready else "loading",
-        externals_loaded=3,
-        canonicals_loaded=1,
-        error=None,
-    )
-    model = SimpleNamespace(
-        ready=ready,
-        load=load,
-        externals=SimpleNamespace(live=3),
-        canonicals=SimpleNamespace(live=1),
-    )
+
+    async def store() -> None:
+        if not ready:
+            raise ConnectionError("store unreachable")
+
     return SimpleNamespace(
         settings=ApiSettings(access_log=False),
         metrics=ApiMetrics(ServiceMetrics("api_hardening")),
-        model=model,
-        checks={},
+        checks={"mongo": store},
     )
 
 
@@ -317,7 +309,7 @@ def test_readyz_documents_its_503_with_a_schema() -> None:
         content = responses[status]["content"]["application/json"]
         assert content["schema"] == {"$ref": "#/components/schemas/Readiness"}, status
     schema = spec["components"]["schemas"]["Readiness"]
-    assert set(schema["required"]) == {"status", "checks", "read_model"}
+    assert set(schema["required"]) == {"status", "checks"}
     assert schema["properties"]["status"]["enum"] == ["ready", "not ready"]
 
 

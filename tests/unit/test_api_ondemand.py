@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.api.ondemand import DetailFetcher
-from services.api.readmodel import ReadModel
 from services.api.replies import Replies
 from shared.contracts import Contract, IngestJob, IngestReply, JobKind, JobStatus
-from tests.unit.test_api_index import external
+
+
+def external(key: str, title: str) -> dict[str, Any]:
+    """A per-source record as the normalizer stores it (the fields this test reads)."""
+    source, external_id = key.split(":", 1)
+    return {
+        "_id": key,
+        "source": source,
+        "external_id": external_id,
+        "title": title,
+        "start": {"utc": datetime.now(UTC) + timedelta(days=3), "timezone": "UTC"},
+        "version": 1,
+    }
 
 
 class Store:
+    """The one Store read the fetcher makes (``external``), over a dict."""
+
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
         self.reads = 0
@@ -30,6 +44,7 @@ class Ingestor:
         self.store = store
         self.known = known
         self.jobs: list[IngestJob] = []
+        self.stored: list[str] = []
 
     async def send(self, topic: str, key: bytes, message: Contract) -> None:
         assert isinstance(message, IngestJob)
@@ -52,13 +67,13 @@ class Ingestor:
                 await asyncio.sleep(0.3)  # the normalizer's turn
                 key = f"{message.provider.value}:{external_id}"
                 self.store.docs[key] = external(key, "Fetched on demand")
+                self.stored.append(key)
 
         asyncio.get_running_loop().create_task(later())
 
 
-def fetcher(known: set[str]) -> tuple[DetailFetcher, Ingestor, Store, ReadModel]:
+def fetcher(known: set[str]) -> tuple[DetailFetcher, Ingestor, Store]:
     store = Store()
-    model = ReadModel()
     replies: Replies[IngestReply] = Replies(
         None,  # type: ignore[arg-type]  # never run: answers are dispatched by hand
         "api.replies",
@@ -68,7 +83,6 @@ def fetcher(known: set[str]) -> tuple[DetailFetcher, Ingestor, Store, ReadModel]
     ingestor = Ingestor(replies, store, known)
     fetch = DetailFetcher(
         store,  # type: ignore[arg-type]
-        model,
         replies,
         ingestor.send,
         topic="ingest.requests",
@@ -77,11 +91,11 @@ def fetcher(known: set[str]) -> tuple[DetailFetcher, Ingestor, Store, ReadModel]
         store_wait_s=2,
         not_found_ttl_s=60,
     )
-    return fetch, ingestor, store, model
+    return fetch, ingestor, store
 
 
-async def test_a_fetched_record_is_waited_for_in_the_store_and_held() -> None:
-    fetch, ingestor, _store, model = fetcher({"G5v"})
+async def test_a_fetched_record_is_waited_for_in_the_store() -> None:
+    fetch, ingestor, store = fetcher({"G5v"})
     doc = await fetch.fetch("ticketmaster", "G5v")
     assert doc is not None
     assert doc["title"] == "Fetched on demand"
@@ -92,14 +106,32 @@ async def test_a_fetched_record_is_waited_for_in_the_store_and_held() -> None:
         {"external_id": "G5v"},
         "api.replies",
     )
-    assert model.external("ticketmaster:G5v") is not None
+    assert fetch.jobs_sent == 1
+    # The reply came before the record was stored: the fetcher polled the store until it was
+    # there, and what it returned is the stored document itself.
+    assert ingestor.stored == ["ticketmaster:G5v"]
+    assert store.reads > 1
+    assert doc is store.docs["ticketmaster:G5v"]
+    # Found, so not remembered as missing: the record is in the store for the next reader.
+    assert await store.external("ticketmaster:G5v") is doc
+
+
+async def test_a_record_that_never_reaches_the_store_is_a_miss() -> None:
+    fetch, ingestor, store = fetcher({"G5v"})
+    fetch.store_wait_s = 0.1  # the normalizer takes longer than the fetcher waits
+    assert await fetch.fetch("ticketmaster", "G5v") is None
+    assert len(ingestor.jobs) == 1
+    assert store.reads >= 1
+    assert await fetch.fetch("ticketmaster", "G5v") is None
+    assert len(ingestor.jobs) == 1  # remembered for not_found_ttl_s
 
 
 async def test_concurrent_asks_share_one_job_and_a_miss_is_remembered() -> None:
-    fetch, ingestor, _store, _model = fetcher(set())
+    fetch, ingestor, store = fetcher(set())
     found = await asyncio.gather(*(fetch.fetch("seatgeek", "404") for _ in range(5)))
     assert found == [None] * 5
     assert len(ingestor.jobs) == 1
+    assert store.reads == 0  # the provider found nothing: the store is not searched
     assert await fetch.fetch("seatgeek", "404") is None
     assert len(ingestor.jobs) == 1  # remembered: the provider is not asked again
     assert await fetch.fetch("spotify", "artist") is None  # not an event provider

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pymongo.errors import PyMongoError
 
 from services.api.deps import AnyUser, Deps
 from services.api.errors import bad_request, not_found, unavailable
-from services.api.params import FILTER_PARAMETERS, Q_PARAMETER, read_filters, validated
+from services.api.params import (
+    CURSOR_PATTERN,
+    FILTER_PARAMETERS,
+    Q_PARAMETER,
+    decode_cursor,
+    encode_cursor,
+    read_filters,
+    validated,
+)
 from services.api.render import dumps, events_body, json_response, public
 from services.api.schemas import ERRORS, READ_ERRORS, CanonicalEventOut, ChangesResponse, Error
 from services.api.schemas import EventsResponse as EventsOut
@@ -40,19 +45,22 @@ async def list_events(request: Request, services: Deps, _user: AnyUser) -> Respo
         page = await services.catalogue.listing(query)
     except PyMongoError as err:
         raise unavailable("Store unavailable") from err
-    return json_response(events_body(page, sort=query.sort))
+    return json_response(events_body(page))
 
 
-def encode_after(modified: datetime, canonical_id: str) -> str:
-    raw = orjson.dumps([int(modified.timestamp() * 1000), canonical_id])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+AFTER_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": CURSOR_PATTERN},
+        {"type": "string", "format": "date-time"},
+    ]
+}
 
 
 def decode_after(after: str) -> tuple[datetime, str]:
-    """A ``next_after`` token, or an ISO 8601 datetime with offset (everything after it)."""
+    """A ``next_after`` position, or an ISO 8601 datetime with offset (everything after it)."""
     text = after.strip()
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
     except ValueError:
         moment = None
     if moment is not None:
@@ -60,15 +68,8 @@ def decode_after(after: str) -> tuple[datetime, str]:
             raise bad_request("after", "a datetime needs a UTC offset", "naive")
         # Everything modified after that instant: no id sorts above this one.
         return moment.astimezone(UTC), "\U0010ffff"
-    try:
-        padded = text + "=" * (-len(text) % 4)
-        value: Any = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
-        millis, canonical_id = value
-        if not isinstance(millis, int) or not isinstance(canonical_id, str):
-            raise ValueError("not a next_after token")
-        return datetime.fromtimestamp(millis / 1000, UTC), canonical_id
-    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError) as err:
-        raise bad_request("after", "a next_after token or an ISO 8601 datetime") from err
+    value, last_id = decode_cursor(text, "after", instant=True)
+    return value, last_id
 
 
 def _op(event: Document) -> str:
@@ -91,13 +92,13 @@ async def changes(
     after: Annotated[
         str | None,
         Query(
-            max_length=300,
             description="next_after of the previous page, or an ISO 8601 datetime with offset",
+            json_schema_extra=AFTER_SCHEMA,
         ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
-    position = decode_after(after) if after else None
+    position = decode_after(after) if after is not None else None
     # Changes younger than the settle window are held back: a batch being written now may
     # still bring an older modification time (the feed would otherwise skip it).
     until = datetime.now(UTC) - timedelta(seconds=services.settings.feed_settle_s)
@@ -118,7 +119,7 @@ async def changes(
                 "event": event,
             }
         )
-    next_after = encode_after(docs[-1]["updated_at"], str(docs[-1]["_id"])) if docs else after
+    next_after = encode_cursor((docs[-1]["updated_at"], str(docs[-1]["_id"]))) if docs else after
     return json_response(dumps({"changes": items, "next_after": next_after, "has_more": more}))
 
 

@@ -16,6 +16,7 @@ from services.api.params import (
     DEDUPE_PARAMETER,
     FILTER_PARAMETERS,
     Q_PARAMETER,
+    Q_REQUIRED,
     read_filters,
     validated,
 )
@@ -42,7 +43,7 @@ ExternalId = Annotated[str, Path(max_length=200)]
     response_model=SearchResponse,
     responses=READ_ERRORS,
     summary="Search per-source records (or canonical events with dedupe=true)",
-    openapi_extra={"parameters": [Q_PARAMETER, DEDUPE_PARAMETER, *FILTER_PARAMETERS]},
+    openapi_extra={"parameters": [Q_REQUIRED, DEDUPE_PARAMETER, *FILTER_PARAMETERS]},
 )
 async def search(request: Request, services: Deps, _user: AnyUser, links: LinkBase) -> Response:
     params = request.query_params
@@ -52,7 +53,7 @@ async def search(request: Request, services: Deps, _user: AnyUser, links: LinkBa
     validated(read)
     if q is None or not q.strip():
         raise bad_request("q", "a search needs q (words of the title, venue, performers…)")
-    query = filters.query(q, dedupe=dedupe)
+    query = filters.query(q)
     cache_key = ("search", request.url.query)
     cached = services.cache.get(cache_key)
     if cached is not None:
@@ -64,7 +65,7 @@ async def search(request: Request, services: Deps, _user: AnyUser, links: LinkBa
         page = await (catalogue.search_deduped(query) if dedupe else catalogue.search(query))
     except PyMongoError as err:
         raise unavailable("Store unavailable") from err
-    body = search_body(page, links, sort=query.sort, dedupe=dedupe)
+    body = search_body(page, links)
     services.cache.put(cache_key, body)
     return json_response(body)
 
