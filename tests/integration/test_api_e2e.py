@@ -45,6 +45,7 @@ async def test_sync_search_import_notify_and_fetch_on_demand(
     topics = api_topics(unique)
     topics["dlq"] = f"raw.events.dlq.api-{unique}"
     topics["raw"] = f"raw.events.api-{unique}"
+    topics["canonical"] = f"events.canonical.api-{unique}"
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
     await admin.start()
     await admin.create_topics(
@@ -121,7 +122,7 @@ async def test_sync_search_import_notify_and_fetch_on_demand(
             logs[4],
             "notifier",
         )
-        env = {**api_env(stack, topics, database, free_port(), tmp_path), **base}
+        env = {**api_env(stack, topics, database, free_port()), **base}
         env = {k: v for k, v in env.items() if not k.startswith("INGESTOR_")}
         client = make_client(mongo_settings)
         db = get_database(client, mongo_settings, database)

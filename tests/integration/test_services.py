@@ -25,26 +25,17 @@ def _free_port() -> int:
         return port
 
 
-def _wait_ready(
-    url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30, loading_s: float = 120
-) -> httpx.Response:
-    """The first answer that is not "loading" (the API loads its read model before it is ready)."""
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> httpx.Response:
+    """The first answer of the service's probe."""
     started = time.monotonic()
     while True:
         assert proc.poll() is None, f"service exited with {proc.returncode}"
-        waited = time.monotonic() - started
         try:
-            response = httpx.get(url, timeout=5)
+            return httpx.get(url, timeout=5)
         except httpx.TransportError as err:
-            if waited > timeout_s:
+            if time.monotonic() - started > timeout_s:
                 raise AssertionError(f"{url} did not answer: {err}") from err
             time.sleep(0.3)
-            continue
-        body = response.json() if response.status_code == 503 else {}
-        if body.get("read_model", {}).get("state") == "loading" and waited < loading_s:
-            time.sleep(0.5)
-            continue
-        return response
 
 
 @pytest.mark.parametrize("service", ["ingestor", "normalizer", "importer", "api"])
