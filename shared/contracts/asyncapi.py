@@ -99,7 +99,7 @@ class Flow:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-# The API reads with no consumer group: each replica keeps its own copy (read model, replies).
+# The API reads its replies with no consumer group: each replica wakes its own waiters.
 API = Party("api", note="group-less: every replica reads every partition")
 FLOWS: dict[str, Flow] = {
     "ingest.requests": Flow(
@@ -143,10 +143,7 @@ FLOWS: dict[str, Flow] = {
     ),
     "events.canonical": Flow(
         senders=(Party("normalizer"),),
-        receivers=(
-            Party("importer", _default(ImporterSettings, "updates_group_id")),
-            API,
-        ),
+        receivers=(Party("importer", _default(ImporterSettings, "updates_group_id")),),
         public=True,
         summary="The public change feed of the canonical catalogue: one message per stored "
         "change of a canonical event (created, updated, cancelled, merged).",
