@@ -252,6 +252,32 @@ async def quiesce(pids: Sequence[int | None], limit_s: float = 600) -> float:
     return waited
 
 
+class Tracer:
+    """With ``--trace``: the API's and the store's CPU each second on stderr, with the phase."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = {k: v for k, v in pids.items() if v is not None}
+        self.phase = "start"
+        self.task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        started = time.monotonic()
+        last = {k: cpu_s(p) for k, p in self.pids.items()}
+        while True:
+            await asyncio.sleep(1)
+            now = {k: cpu_s(p) for k, p in self.pids.items()}
+            shares = " ".join(f"{k} {now[k] - last[k]:.2f}" for k in now)
+            say(f"  trace {time.monotonic() - started:6.0f} s [{self.phase}] cpu: {shares}")
+            last = now
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
 @dataclass
 class Usage:
     """CPU spent during a phase by the API, the store and this generator."""
@@ -612,16 +638,23 @@ async def cold_start(
         conn.close()
 
 
-async def check_mix(port: int, token: str, mix: Sequence[Request]) -> dict[str, dict[str, Any]]:
-    """Every distinct query once, in turn: status, results and latency per kind (the warm-up
-    of the search phase, and the proof that the queries find something)."""
+async def check_mix(
+    port: int, token: str, mix: Sequence[Request], budget_s: float
+) -> dict[str, dict[str, Any]]:
+    """Every distinct query once, in turn (for ``budget_s`` at most): status, results and
+    latency per kind (the warm-up of the search phase, and the proof that the queries find
+    something)."""
     seen: dict[str, Request] = {r.path: r for r in mix}
     kinds: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"queries": 0, "errors": 0, "empty": 0, "under_20": 0, "ms": [], "examples": []}
     )
     conn = Conn(port, token)
+    deadline = time.monotonic() + budget_s
     try:
         for request in seen.values():
+            if time.monotonic() > deadline:
+                say(f"the check of the mix stopped after {budget_s:.0f} s")
+                break
             row = kinds[request.kind]
             sent = time.perf_counter()
             status, body = await conn.get(request.path)
@@ -664,6 +697,10 @@ async def run(args: argparse.Namespace, env: dict[str, str], origin: str) -> dic
     finally:
         await client.close()
     mix = search_mix(args.queries, seeded.origin)
+    store = store_pid(env["MONGO_URL"])
+    if store is None:
+        say("the store's process was not found: its CPU is not measured")
+    await quiesce((store,))
     port = free_port()
     api_env = {
         **os.environ,
@@ -689,7 +726,11 @@ async def run(args: argparse.Namespace, env: dict[str, str], origin: str) -> dic
     say(f"starting the API on 127.0.0.1:{port} (log {log})")
     started = time.monotonic()
     proc = start_api(api_env, log)
+    tracer = Tracer({"api": proc.pid, "store": store})
+    if args.trace:
+        tracer.start()
     try:
+        tracer.phase = "cold start"
         ready_s, cold_s = await cold_start(proc, started, port, token, mix[0].path, log)
         say(f"cold start: /readyz 200 after {ready_s:.2f} s, first search after {cold_s:.2f} s")
         client = make_client(mongo)
@@ -698,12 +739,12 @@ async def run(args: argparse.Namespace, env: dict[str, str], origin: str) -> dic
         finally:
             await client.close()
         detail_paths = [f"/external-events/{k.replace(':', '/', 1)}" for k in keys]
-        meter = Meter(port, proc.pid, store_pid(env["MONGO_URL"]))
-        if meter.store is None:
-            say("the store's process was not found: its CPU is not measured")
+        meter = Meter(port, proc.pid, store)
 
         # Warm-up, and a check that every query of the mix answers (and finds something).
-        checked = await check_mix(port, token, mix)
+        tracer.phase = "mix check"
+        checked = await check_mix(port, token, mix, args.check_seconds)
+        tracer.phase = "warm-up"
         warm = await open_loop(port, token, detail_paths[:500], 200, 2.5)
         warm_changes = await change_feed(
             port, token, (seeded.updated_from, seeded.updated_to), 2, 1, args.changes_pages
@@ -711,13 +752,17 @@ async def run(args: argparse.Namespace, env: dict[str, str], origin: str) -> dic
         for name, figure in (("detail", warm), ("changes", warm_changes)):
             for example in figure.errors.examples:
                 say(f"warm-up {name} error: {example}")
+        tracer.phase = "idle"
         await quiesce((proc.pid, meter.store))
 
+        tracer.phase = "detail"
         detail, detail_use = await meter.measure(
             lambda: open_loop(port, token, detail_paths, args.rate, args.seconds)
         )
         detail.name = f"detail at {args.rate:.0f} req/s (open loop, 64 conns)"
+        tracer.phase = "idle"
         await quiesce((proc.pid, meter.store))
+        tracer.phase = "search"
         if wrk:
 
             async def search_phase() -> Figure:
@@ -732,7 +777,9 @@ async def run(args: argparse.Namespace, env: dict[str, str], origin: str) -> dic
                 lambda: closed_loop(port, token, mix, args.seconds, args.conns)
             )
             search.name = f"search, 20 results, max rate (asyncio, {args.conns} conns)"
+        tracer.phase = "idle"
         await quiesce((proc.pid, meter.store))
+        tracer.phase = "changes"
         span = (seeded.updated_from, seeded.updated_to)
         changes, changes_use = await meter.measure(
             lambda: change_feed(
@@ -742,6 +789,7 @@ async def run(args: argparse.Namespace, env: dict[str, str], origin: str) -> dic
         changes.name = f"changes, 100 per page ({args.changes_conns} readers)"
         after_rss = rss_mb(proc.pid)
     finally:
+        tracer.stop()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(30)
@@ -851,11 +899,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=30, help="per phase")
     parser.add_argument("--conns", type=int, default=16, help="search connections")
     parser.add_argument("--queries", type=int, default=600, help="distinct searches in the mix")
+    parser.add_argument("--check-seconds", type=float, default=300, help="mix check budget")
     parser.add_argument("--changes-conns", type=int, default=2, help="change feed readers")
     parser.add_argument("--changes-pages", type=int, default=5, help="pages per reader walk")
     parser.add_argument("--cache-minutes", type=float, default=0, help="response cache TTL")
     parser.add_argument("--no-wrk", action="store_true", help="search with the asyncio generator")
     parser.add_argument("--log", default=str(Path(tempfile.gettempdir()) / "bench-api.log"))
+    parser.add_argument("--trace", action="store_true", help="CPU of API and store each second")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
     try:

@@ -29,15 +29,14 @@ EXPORTS = "exports"  # the API's CSV export: a row per exported record
 IMPORTS = "imports"  # the importer's claims: one per imported event
 
 
-def _search_indexes(source: str) -> list[IndexModel]:
-    """What the API's listings run on (shared/search.py fields; services/api/catalogue.py
-    picks one per query shape). Every one ends on the sort key, so a page is a range."""
+def _search_indexes() -> list[IndexModel]:
+    """What the API's listings run on (shared/search.py fields; services/api/catalogue.py says
+    which leads). Each index is paid on every normalizer write, so there are only these: a
+    word and a range of instants, a range of instants, a circle. Provider, category, status
+    and the rest are checked on the matches of a window."""
     return [
         IndexModel([(TERMS, ASCENDING), (WHEN, ASCENDING)], name="terms_when"),
         IndexModel([(WHEN, ASCENDING), ("_id", ASCENDING)], name="when_id"),
-        IndexModel([(source, ASCENDING), (WHEN, ASCENDING)], name="source_when"),
-        IndexModel([("category", ASCENDING), (WHEN, ASCENDING)], name="category_when"),
-        IndexModel([("subcategory", ASCENDING), (WHEN, ASCENDING)], name="subcategory_when"),
         # The version stated: the server records it, and a request without it would then differ.
         IndexModel([(GEO, GEOSPHERE)], name="geo", **{"2dsphereIndexVersion": 3}),
     ]
@@ -50,16 +49,15 @@ INDEXES: dict[str, list[IndexModel]] = {
             unique=True,
             name="source_external_id_unique",
         ),
-        IndexModel([("canonical_id", ASCENDING)], name="canonical_id"),
         IndexModel([("updated_at", ASCENDING), ("_id", ASCENDING)], name="updated_id"),
-        *_search_indexes("source"),
+        *_search_indexes(),
     ],
     EVENTS: [
         # Where the normalizer finds candidate events: its members' blocks (multikey).
         IndexModel([("blocks", ASCENDING)], name="blocks"),
         # The change feed and sort=updated.
         IndexModel([("updated_at", ASCENDING), ("_id", ASCENDING)], name="change_feed"),
-        *_search_indexes("sources.source"),
+        *_search_indexes(),
     ],
     CATEGORIES: [
         IndexModel(

@@ -10,7 +10,7 @@ a query before it applies ``limit`` (secantus-commands ``find.rs`` 663-741, stor
 
 Each window is asked for ``(instant, _id)`` only; the page's documents are then read by ``_id``.
 A word of ``q`` leads the filter (the compound ``terms_when`` index: one word, a range of
-instants), else the provider (``source_when``), else the instant itself (``when_id``).
+instants), else the instant itself (``when_id``); the rest is checked on the window's matches.
 """
 
 from __future__ import annotations
@@ -124,14 +124,11 @@ def build_filter(query: Query, *, canonical: bool, instant: str, span: Any) -> D
     lead, words = leading(_word_clauses(query))
     found: Document = {}
     rest: list[Document] = list(words)
-    source_field = "sources.source" if canonical else "source"
     if lead is not None:
         found[TERMS] = lead[TERMS]
-        if query.source:
-            rest.append({source_field: query.source})
-    elif query.source:
-        found[source_field] = query.source
     found[instant] = span
+    if query.source:
+        rest.append({"sources.source" if canonical else "source": query.source})
     if instant != WHEN:
         # Sorted by modification time: the event's own start bounds still apply.
         found[WHEN] = start_span(query)

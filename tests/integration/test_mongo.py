@@ -29,7 +29,7 @@ async def test_indexes_bootstrap_idempotent(mongo_db: AsyncDatabase[Document]) -
     assert first == second
     info = await mongo_db[EXTERNAL_EVENTS].index_information()
     assert info["source_external_id_unique"]["unique"] is True
-    for name in ("source_when", "category_when", "terms_when", "when_id", "geo"):
+    for name in ("terms_when", "when_id", "updated_id", "geo"):
         assert name in info
     for collection, models in INDEXES.items():
         names = set(await mongo_db[collection].index_information())
