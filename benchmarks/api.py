@@ -45,20 +45,24 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import httpx
 import orjson
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.api_store import CATEGORIES, CITIES, PROVIDERS, WORDS, Seeded, seed
 from services.api.auth import mint
+from services.api.catalogue import Catalogue
+from services.api.params import read_filters
 from shared.mongo import EXTERNAL_EVENTS, Document, get_database, make_client, probe_capabilities
+from shared.search import terms_of, tokens
 from shared.settings import MongoSettings
 from tests.stack import ROOT, endpoints
 
@@ -370,11 +374,8 @@ def search_mix(n: int, origin: datetime, seed_: int = 5) -> list[Request]:
 
     def circle(radius: float, jitter: float = 0.05) -> dict[str, Any]:
         _, _, _, lat, lon, _ = rng.choice(CITIES)
-        return {
-            "lat": round(lat + rng.uniform(-jitter, jitter), 4),
-            "lon": round(lon + rng.uniform(-jitter, jitter), 4),
-            "radius_km": radius,
-        }
+        lat, lon = lat + rng.uniform(-jitter, jitter), lon + rng.uniform(-jitter, jitter)
+        return {"near": f"{lat:.4f},{lon:.4f},{radius:g}"}
 
     def city() -> str:
         return rng.choice(CITIES)[0]
@@ -584,6 +585,105 @@ async def change_feed(
     return figure
 
 
+# --------------------------------------------------------------------------- store profile
+
+
+class StoreCalls(monitoring.CommandListener):
+    """The finds (and getMores) a search sends the store: how many, rows back, time."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.rows = 0
+        self.ms = 0.0
+        self.largest = 0  # rows of the largest single answer
+        self.pending: dict[int, str] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in ("find", "getMore"):
+            self.pending[event.request_id] = event.command_name
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        if self.pending.pop(event.request_id, None) is None:
+            return
+        cursor = event.reply.get("cursor") or {}
+        rows = len(cursor.get("firstBatch") or cursor.get("nextBatch") or [])
+        self.calls += 1
+        self.rows += rows
+        self.largest = max(self.largest, rows)
+        self.ms += event.duration_micros / 1000
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self.pending.pop(event.request_id, None)
+
+
+async def profile_store(
+    mongo_url: str, database: str, mix: Sequence[Request], per_kind: int, store: int | None
+) -> list[dict[str, Any]]:
+    """The catalogue's own reads for ``per_kind`` queries of each kind, run here one at a time
+    (the API is stopped by then): store round trips, rows the store sent back, store time and
+    CPU per search. What a search costs the store, without the HTTP layer."""
+    calls = StoreCalls()
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        mongo_url, tz_aware=True, tzinfo=UTC, event_listeners=[calls]
+    )
+    catalogue = Catalogue(client[database])
+    chosen: dict[str, list[Request]] = defaultdict(list)
+    for request in mix:
+        if len(chosen[request.kind]) < per_kind:
+            chosen[request.kind].append(request)
+    found = []
+
+    async def walked() -> tuple[int, int, int]:
+        """WiredTiger's cursor counters: entries stepped over, entries skipped, lookups."""
+        cursor = (await client.admin.command("serverStatus"))["wiredTiger"]["cursor"]
+
+        def get(name: str) -> int:
+            return int(cursor.get(name, 0))
+
+        return (
+            get("cursor next calls") + get("cursor prev calls"),
+            get("Total number of entries skipped by cursor next calls")
+            + get("Total number of entries skipped by cursor prev calls"),
+            get("cursor search calls") + get("cursor search near calls"),
+        )
+
+    try:
+        for kind, requests in chosen.items():
+            row: dict[str, Any] = {"kind": kind, "searches": 0, "calls": 0, "rows": 0}
+            row |= {"largest": 0, "store_ms": 0.0, "store_cpu_ms": 0.0, "wall_ms": 0.0}
+            row |= {"steps": 0, "skipped": 0, "lookups": 0}
+            for request in requests:
+                endpoint, _, query = request.path.partition("?")
+                params = dict(parse_qsl(query))
+                filters, _ = read_filters(params)
+                asked = filters.query(params.get("q"))
+                calls.calls = calls.rows = calls.largest = 0
+                calls.ms = 0.0
+                counters = await walked()
+                cpu0, sent = cpu_s(store), time.perf_counter()
+                if endpoint == "/events":
+                    await catalogue.listing(asked)
+                elif params.get("dedupe") == "true":
+                    await catalogue.search_deduped(asked)
+                else:
+                    await catalogue.search(asked)
+                row["wall_ms"] += (time.perf_counter() - sent) * 1000
+                row["store_cpu_ms"] += (cpu_s(store) - cpu0) * 1000
+                after = await walked()
+                row["steps"] += after[0] - counters[0]
+                row["skipped"] += after[1] - counters[1]
+                row["lookups"] += after[2] - counters[2]
+                row["searches"] += 1
+                row["calls"] += calls.calls
+                row["rows"] += calls.rows
+                row["largest"] = max(row["largest"], calls.largest)
+                row["store_ms"] += calls.ms
+            found.append(row)
+    finally:
+        await client.close()
+    return found
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -638,15 +738,69 @@ async def cold_start(
         conn.close()
 
 
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def misfits(path: str, events: list[dict[str, Any]], now: datetime) -> list[str]:
+    """What in a page contradicts its query (empty: every item answers every filter, in
+    order): a filter the API dropped or misread would otherwise pass for a fast query."""
+    params = dict(parse_qsl(urlsplit(path).query))
+    low = _instant(params["date_from"] + "T00:00:00Z") if "date_from" in params else None
+    high = _instant(params["date_to"] + "T23:59:59.999Z") if "date_to" in params else None
+    low = low or now - timedelta(minutes=5)  # upcoming only by default
+    words = tokens(params.get("q"))
+    wrong: list[str] = []
+    order: list[tuple[float, str]] = []
+    for event in events:
+        name = event.get("id")
+        start = _instant(event["start"]["utc"])
+        if start < low or (high is not None and start > high):
+            wrong.append(f"{name} starts {start:%Y-%m-%d %H:%M}, outside the dates")
+        if "category" in params:
+            wanted = params["category"].casefold()
+            if wanted not in (event.get("category"), event.get("subcategory")):
+                wrong.append(f"{name} is {event.get('category')}/{event.get('subcategory')}")
+        if "location" in params and (event.get("venue") or {}).get("city") != params["location"]:
+            wrong.append(f"{name} is in {(event.get('venue') or {}).get('city')}")
+        if "source" in params and event.get("source") != params["source"]:
+            wrong.append(f"{name} is from {event.get('source')}")
+        if words:
+            terms = set(terms_of(event))
+            *whole, last = words
+            if not set(whole) <= terms or not any(t.startswith(last) for t in terms):
+                wrong.append(f"{name} lacks a word of {params['q']!r}")
+        if "near" in params:
+            radius = float(params["near"].split(",")[2])
+            distance = event.get("distance_km")
+            if not isinstance(distance, int | float) or distance > radius + 0.001:
+                wrong.append(f"{name} at {distance} km, not within {radius:g} km")
+        if params.get("sort") == "distance":
+            order.append((float(event.get("distance_km") or 0), ""))
+        else:
+            order.append((start.timestamp(), ""))
+    if order != sorted(order):
+        wrong.append("the page is out of order")
+    return wrong
+
+
 async def check_mix(
     port: int, token: str, mix: Sequence[Request], budget_s: float
 ) -> dict[str, dict[str, Any]]:
     """Every distinct query once, in turn (for ``budget_s`` at most): status, results and
-    latency per kind (the warm-up of the search phase, and the proof that the queries find
-    something)."""
+    latency per kind, and whether each page answers its query (``misfits``): the warm-up of
+    the search phase, and the proof that the queries work and find something."""
     seen: dict[str, Request] = {r.path: r for r in mix}
     kinds: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"queries": 0, "errors": 0, "empty": 0, "under_20": 0, "ms": [], "examples": []}
+        lambda: {
+            "queries": 0,
+            "errors": 0,
+            "wrong": 0,
+            "empty": 0,
+            "under_20": 0,
+            "ms": [],
+            "examples": [],
+        }
     )
     conn = Conn(port, token)
     deadline = time.monotonic() + budget_s
@@ -665,9 +819,14 @@ async def check_mix(
                 if len(row["examples"]) < 2:
                     row["examples"].append(f"{status} {request.path} → {body[:300]!r}")
                 continue
-            found = len(orjson.loads(body)["events"])
-            row["empty"] += found == 0
-            row["under_20"] += found < 20
+            events = orjson.loads(body)["events"]
+            wrong = misfits(request.path, events, datetime.now(UTC))
+            if wrong:
+                row["wrong"] += 1
+                if len(row["examples"]) < 2:
+                    row["examples"].append(f"wrong answer to {request.path}: {wrong[:3]}")
+            row["empty"] += not events
+            row["under_20"] += len(events) < 20
     finally:
         conn.close()
     return dict(kinds)
@@ -799,6 +958,11 @@ async def run(args: argparse.Namespace, env: dict[str, str], origin: str) -> dic
     for figure in (detail, search, changes):
         for example in figure.errors.examples:
             say(f"error ({figure.name}): {example}")
+    profile: list[dict[str, Any]] = []
+    if args.profile:
+        await quiesce((store,))
+        say(f"profiling the store's side of {args.profile} searches of each kind")
+        profile = await profile_store(env["MONGO_URL"], database, mix, args.profile, store)
     seed_note = "reused" if seeded.reused else "seeded now"
     print(
         f"\n{seeded.externals:,} per-source records, {seeded.canonicals:,} canonical events "
@@ -808,11 +972,11 @@ async def run(args: argparse.Namespace, env: dict[str, str], origin: str) -> dic
         f" API RSS after the runs {after_rss:,.0f} MB\n"
     )
     print("Every query of the search mix once (warm-up), per kind:\n")
-    print("| kind | queries | errors | no result | under 20 | p50 ms | max ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| kind | queries | errors | wrong answers | no result | under 20 | p50 ms | max ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for kind, row in checked.items():
         print(
-            f"| {kind} | {row['queries']} | {row['errors']} | {row['empty']} | "
+            f"| {kind} | {row['queries']} | {row['errors']} | {row['wrong']} | {row['empty']} | "
             f"{row['under_20']} | {percentile(row['ms'], 50):.1f} | {max(row['ms']):.1f} |"
         )
         for example in row["examples"]:
@@ -841,9 +1005,29 @@ async def run(args: argparse.Namespace, env: dict[str, str], origin: str) -> dic
         ("changes", changes, changes_use),
     ):
         print(usage_row(name, figure, usage))
+    mix_ok = not any(r["errors"] or r["wrong"] for r in checked.values())
+    if profile:
+        print("\nThe store's side of a search (the catalogue's reads, one search at a time):\n")
+        print(
+            "| kind | searches | queries | rows back | largest answer | entries stepped |"
+            " entries skipped | lookups | store ms | store cpu ms |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for row in profile:
+            n = row["searches"]
+            print(
+                f"| {row['kind']} | {n} | {row['calls'] / n:.1f} | {row['rows'] / n:,.0f} | "
+                f"{row['largest']:,} | {row['steps'] / n:,.0f} | {row['skipped'] / n:,.0f} | "
+                f"{row['lookups'] / n:,.0f} | {row['store_ms'] / n:,.1f} | "
+                f"{row['store_cpu_ms'] / n:,.0f} |"
+            )
+        print(
+            "\n(entries stepped, skipped, lookups: WiredTiger's cursor next/prev calls, entries"
+            " they skipped, search calls; the whole store's, while nothing else ran)"
+        )
     goals = {
         "detail_p99": detail.pct(99) <= 10 and detail.errors.count == 0,
-        "search_rate": search.rate >= 600 and search.errors.count == 0,
+        "search_rate": search.rate >= 600 and search.errors.count == 0 and mix_ok,
         "search_p95": search.pct(95) <= 100,
         "cold_start": cold_s <= 5,
         "rss": after_rss <= 300,
@@ -874,8 +1058,10 @@ async def run(args: argparse.Namespace, env: dict[str, str], origin: str) -> dic
         "search_conns": args.conns,
         **search.summary("search"),
         "search_kind_p95_ms": {k: ms(percentile(v, 95)) for k, v in search.by_kind.items()},
-        "search_mix_empty": sum(r["empty"] for r in checked.values()),
         "search_mix_queries": sum(r["queries"] for r in checked.values()),
+        "search_mix_errors": sum(r["errors"] for r in checked.values()),
+        "search_mix_wrong": sum(r["wrong"] for r in checked.values()),
+        "search_mix_empty": sum(r["empty"] for r in checked.values()),
         "changes_readers": args.changes_conns,
         **changes.summary("changes"),
         "cpu_ms_per_request": {
@@ -887,6 +1073,17 @@ async def run(args: argparse.Namespace, env: dict[str, str], origin: str) -> dic
             "detail": round(detail_use.machine_busy, 2),
             "search": round(search_use.machine_busy, 2),
             "changes": round(changes_use.machine_busy, 2),
+        },
+        "store_profile": {
+            row["kind"]: {
+                "calls": round(row["calls"] / row["searches"], 1),
+                "rows": round(row["rows"] / row["searches"]),
+                "store_ms": round(row["store_ms"] / row["searches"], 1),
+                "entries_stepped": round(row["steps"] / row["searches"]),
+                "entries_skipped": round(row["skipped"] / row["searches"]),
+                "lookups": round(row["lookups"] / row["searches"]),
+            }
+            for row in profile
         },
         "goals_met": all(goals.values()),
     }
@@ -905,6 +1102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache-minutes", type=float, default=0, help="response cache TTL")
     parser.add_argument("--no-wrk", action="store_true", help="search with the asyncio generator")
     parser.add_argument("--log", default=str(Path(tempfile.gettempdir()) / "bench-api.log"))
+    parser.add_argument(
+        "--profile", type=int, default=3, help="searches per kind replayed for the store's side"
+    )
     parser.add_argument("--trace", action="store_true", help="CPU of API and store each second")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)

@@ -14,7 +14,7 @@ it; 5 categories, 22 subcategories; one or two performers, whose names are the t
 
 Deterministic for a seed and a seeding day; a finished seed of the same size and
 ``SEED_VERSION`` (the ``bench_meta`` marker) is reused while it is younger than ``REUSE_DAYS``
-(the upcoming part shrinks as it ages).
+(the upcoming part shrinks as it ages) and its indexes are still those of ``INDEXES``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from shared.contracts import (
     When,
 )
 from shared.contracts.documents import ProviderCategory
-from shared.mongo import EVENTS, EXTERNAL_EVENTS, Document, ensure_indexes
+from shared.mongo import EVENTS, EXTERNAL_EVENTS, INDEXES, Document, ensure_indexes
 from shared.search import with_search_fields
 
 META = "bench_meta"
@@ -288,6 +288,16 @@ def _reusable(meta: Document | None, events: int, now: datetime) -> str | None:
     return None
 
 
+async def _index_drift(db: AsyncDatabase[Document]) -> str | None:
+    """Which catalogue collection's indexes differ from ``INDEXES`` now (None: none)."""
+    for collection in (EXTERNAL_EVENTS, EVENTS):
+        wanted = {"_id_", *(str(m.document["name"]) for m in INDEXES[collection])}
+        have = {str(i["name"]) async for i in await db[collection].list_indexes()}
+        if have != wanted:
+            return f"the indexes of {collection} changed ({sorted(have ^ wanted)})"
+    return None
+
+
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -308,7 +318,7 @@ async def seed(
     """
     now = datetime.now(UTC)
     meta = await db[META].find_one({"_id": "seed"})
-    why = _reusable(meta, events, now)
+    why = _reusable(meta, events, now) or await _index_drift(db)
     if why is None and meta is not None:
         if log:
             _say(f"reusing the seeded store {db.name}: {events:,} records ({meta['origin']})")

@@ -369,7 +369,7 @@ async def test_search_shapes_and_errors(api: Api) -> None:
     user = auth("user")
     missing = await client.get("/external-events/search", headers=user)
     assert missing.status_code == 400
-    assert missing.json()["error"] == "Invalid request"
+    assert missing.json()["error"] == "Search query is required"
     assert [d["field"] for d in missing.json()["details"]] == ["q"]
     found = await client.get("/external-events/search?q=elec&limit=1", headers=user)
     assert found.status_code == 200, found.text

@@ -10,7 +10,7 @@ from pymongo.errors import PyMongoError
 
 from services.api.analytics import analytics
 from services.api.deps import Admin, AnyUser, Deps, LinkBase, Organizer
-from services.api.errors import ApiError, bad_request, not_found, unavailable
+from services.api.errors import ApiError, field_error, not_found, unavailable
 from services.api.export import EXPORT_FILE
 from services.api.params import (
     DEDUPE_PARAMETER,
@@ -42,7 +42,7 @@ ExternalId = Annotated[str, Path(max_length=200)]
     "/search",
     response_model=SearchResponse,
     responses=READ_ERRORS,
-    summary="Search per-source records (or canonical events with dedupe=true)",
+    summary="Search per-source records (one per canonical event with dedupe=true)",
     openapi_extra={"parameters": [Q_REQUIRED, DEDUPE_PARAMETER, *FILTER_PARAMETERS]},
 )
 async def search(request: Request, services: Deps, _user: AnyUser, links: LinkBase) -> Response:
@@ -52,7 +52,12 @@ async def search(request: Request, services: Deps, _user: AnyUser, links: LinkBa
     dedupe = bool(read.flag("dedupe"))
     validated(read)
     if q is None or not q.strip():
-        raise bad_request("q", "a search needs q (words of the title, venue, performers…)")
+        # The seed's message, with the field named as every other 400 does.
+        raise ApiError(
+            400,
+            "Search query is required",
+            details=[field_error("q", "words of the title, category, performers or venue")],
+        )
     query = filters.query(q)
     cache_key = ("search", request.url.query)
     cached = services.cache.get(cache_key)
