@@ -31,7 +31,7 @@ MEAN_RADIUS_KM = 6371.0088  # for the distances returned (great circle, mean rad
 PREFIX_MIN = 3  # a shorter last word matches whole words only (a prefix of 1 or 2 letters is most)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FIRST_WINDOW = timedelta(hours=6)
-GROWTH = 8
+GROWTH = 8  # the widest step from one window to the next (see next_width)
 # How far ahead an open-ended "upcoming" range reaches (nothing is sold 30 years ahead).
 HORIZON = timedelta(days=365 * 30)
 # A radius search ranks every match inside its circle; more than this is refused (narrow it).
@@ -220,10 +220,11 @@ class Catalogue:
                 span = {"$lte" if inclusive else "$lt": position}
                 span["$gte" if end == low else "$gt"] = end
             found = build_filter(query, canonical=canonical, instant=instant, span=span)
-            keys += await self._window(collection, found, instant, direction)
+            rows = await self._window(collection, found, instant, direction)
+            keys += rows
             if end == (high if direction == 1 else low):
                 return keys, True
-            position, inclusive, width = end, True, width * GROWTH
+            position, inclusive, width = end, True, next_width(width, len(rows), need - len(keys))
         return keys, False
 
     async def _window(
@@ -372,8 +373,13 @@ class Catalogue:
             end = _step(position, width, until)
             span: Document = {"$gte" if inclusive else "$gt": position}
             span["$lte" if end == until else "$lt"] = end
-            keys += await self._window(EVENTS, {"updated_at": span}, "updated_at", 1)
-            position, inclusive, width = end, True, width * GROWTH
+            rows = await self._window(EVENTS, {"updated_at": span}, "updated_at", 1)
+            keys += rows
+            position, inclusive, width = (
+                end,
+                True,
+                next_width(width, len(rows), limit + 1 - len(keys)),
+            )
         chosen = keys[:limit]
         docs = await self.by_ids(EVENTS, [k for _, k in chosen])
         return [docs[k] for _, k in chosen if k in docs], len(keys) > limit
@@ -399,3 +405,13 @@ def _step(position: datetime, width: timedelta, bound: datetime) -> datetime:
     except OverflowError:
         return bound
     return min(moved, bound) if width > timedelta(0) else max(moved, bound)
+
+
+def next_width(width: timedelta, found: int, missing: int) -> timedelta:
+    """The next window: wide enough for the matches still missing at the density the last one
+    showed (a quarter more, for luck), at least as wide as it, at most eight times: a window's
+    cost is the documents in it, and a blind eightfold step overshoots a sparse query."""
+    if found <= 0:
+        return width * GROWTH
+    wanted = width * (max(missing, 1) / found * 1.25)
+    return max(width, min(wanted, width * GROWTH))
