@@ -109,6 +109,18 @@ def _word_clauses(query: Query) -> list[Document]:
     return clauses
 
 
+def _prefix(query: Query) -> Document:
+    words = list(dict.fromkeys(query.words))
+    return {"$regex": f"^{words[-1]}"}
+
+
+def by_prefix(query: Query) -> bool:
+    """No whole word to lead with, and a prefix that could (see ``Catalogue._keys``)."""
+    clauses = _word_clauses(query)
+    lead, _ = leading(clauses)
+    return lead is None and any(not isinstance(c[TERMS], str) for c in clauses)
+
+
 def leading(clauses: list[Document]) -> tuple[Document | None, list[Document]]:
     """The exact word to lead with (the longest: likely the rarest), and the rest."""
     exact = [c for c in clauses if isinstance(c[TERMS], str)]
@@ -224,7 +236,17 @@ class Catalogue:
             keys += rows
             if end == (high if direction == 1 else low):
                 return keys, True
-            position, inclusive, width = end, True, next_width(width, len(rows), need - len(keys))
+            missing = need - len(keys)
+            if missing > 0 and by_prefix(query) and len(rows) * GROWTH < missing:
+                # A prefix with no whole word to lead: the windows read every document of
+                # their range, and this one shows the prefix is rare. Its own index range
+                # (every instant, the prefix's matches only) is then the cheaper read.
+                rest = {"$gte": end, "$lte": high} if direction == 1 else {"$lte": end, "$gte": low}
+                found = build_filter(query, canonical=canonical, instant=instant, span=rest)
+                found = {TERMS: found.pop(TERMS, None) or _prefix(query), **found}
+                keys += await self._window(collection, found, instant, direction)
+                return keys, True
+            position, inclusive, width = end, True, next_width(width, len(rows), missing)
         return keys, False
 
     async def _window(
