@@ -9,11 +9,8 @@ a query before it applies ``limit`` (secantus-commands ``find.rs`` 663-741, stor
 ``matching_rows``), so an unbounded "first 20 of everything" would read the whole catalogue.
 
 Each window is asked for ``(instant, _id)`` only; the page's documents are then read by ``_id``.
-A window leads with the instant (``when_id``) and checks the rest on the documents of its
-range: on the embedded server that is cheaper than a word's entries (a word's range of
-instants in ``terms_when`` is stepped through every instant of the word). When the first
-window shows the words are rare, the rest of the range is read by the longest whole word (or
-the prefix) from ``terms_when`` in one query.
+A word of ``q`` leads the filter (the compound ``terms_when`` index: one word, a range of
+instants), else the instant itself (``when_id``); the rest is checked on the window's matches.
 """
 
 from __future__ import annotations
@@ -112,6 +109,18 @@ def _word_clauses(query: Query) -> list[Document]:
     return clauses
 
 
+def _prefix(query: Query) -> Document:
+    words = list(dict.fromkeys(query.words))
+    return {"$regex": f"^{words[-1]}"}
+
+
+def by_prefix(query: Query) -> bool:
+    """No whole word to lead with, and a prefix that could (see ``Catalogue._keys``)."""
+    clauses = _word_clauses(query)
+    lead, _ = leading(clauses)
+    return lead is None and any(not isinstance(c[TERMS], str) for c in clauses)
+
+
 def leading(clauses: list[Document]) -> tuple[Document | None, list[Document]]:
     """The exact word to lead with (the longest: likely the rarest), and the rest."""
     exact = [c for c in clauses if isinstance(c[TERMS], str)]
@@ -121,21 +130,14 @@ def leading(clauses: list[Document]) -> tuple[Document | None, list[Document]]:
     return lead, [c for c in clauses if c is not lead]
 
 
-def build_filter(
-    query: Query, *, canonical: bool, instant: str, span: Any, by_word: bool = False
-) -> Document:
-    """The filter of ``query`` with ``span`` on the instant; its first field is what the index
-    serves (the instant, or with ``by_word`` a word: see ``Catalogue._keys``), the rest is
-    checked per match."""
-    clauses = _word_clauses(query)
-    lead, _ = leading(clauses)
+def build_filter(query: Query, *, canonical: bool, instant: str, span: Any) -> Document:
+    """The filter of ``query`` with ``span`` on the instant; its first fields are what the
+    index serves (a word or the provider, then the instant), the rest is checked per match."""
+    lead, words = leading(_word_clauses(query))
     found: Document = {}
-    rest: list[Document] = list(clauses)
-    if by_word:
-        if lead is None:
-            lead = next(c for c in clauses if not isinstance(c[TERMS], str))
+    rest: list[Document] = list(words)
+    if lead is not None:
         found[TERMS] = lead[TERMS]
-        rest = [c for c in clauses if c is not lead]
     found[instant] = span
     if query.source:
         rest.append({"sources.source" if canonical else "source": query.source})
@@ -235,14 +237,13 @@ class Catalogue:
             if end == (high if direction == 1 else low):
                 return keys, True
             missing = need - len(keys)
-            if missing > 0 and (query.words or query.location) and len(rows) * GROWTH < missing:
-                # A window reads every document of its range; this one shows the words are
-                # rare. The word's own index entries (every instant, its matches only) are
-                # then the cheaper read for the rest of the range.
+            if missing > 0 and by_prefix(query) and len(rows) * GROWTH < missing:
+                # A prefix with no whole word to lead: the windows read every document of
+                # their range, and this one shows the prefix is rare. Its own index range
+                # (every instant, the prefix's matches only) is then the cheaper read.
                 rest = {"$gte": end, "$lte": high} if direction == 1 else {"$lte": end, "$gte": low}
-                found = build_filter(
-                    query, canonical=canonical, instant=instant, span=rest, by_word=True
-                )
+                found = build_filter(query, canonical=canonical, instant=instant, span=rest)
+                found = {TERMS: found.pop(TERMS, None) or _prefix(query), **found}
                 keys += await self._window(collection, found, instant, direction)
                 return keys, True
             position, inclusive, width = end, True, next_width(width, len(rows), missing)
