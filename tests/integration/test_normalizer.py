@@ -590,7 +590,7 @@ async def test_member_change_that_keeps_the_event_is_announced_and_served(
     ][:5]
     assert pairs
     api_names = {**api_topics(unique), "canonical": topics["changes"]}
-    env = api_env(stack, api_names, f"norm_{unique}", free_port(), tmp_path)
+    env = api_env(stack, api_names, f"norm_{unique}", free_port())
     client = make_client(mongo_settings)
     db = get_database(client, mongo_settings, f"norm_{unique}")
     pair = {Provider.TICKETMASTER, Provider.SEATGEEK}
