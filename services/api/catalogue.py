@@ -275,15 +275,7 @@ class Catalogue:
             need=query.limit + 1,
             after=query.after,
         )
-        chosen = keys[: query.limit]
-        docs = await self.by_ids(collection, [k for _, k in chosen], projection)
-        more = len(keys) > query.limit
-        page = Page(
-            [docs[k] for _, k in chosen if k in docs],
-            len(keys),
-            complete,
-            chosen[-1] if more and chosen else None,
-        )
+        page = await self._fetch(collection, keys, query.limit, projection, exact=complete)
         if query.center is not None:
             page.distances = {str(d["_id"]): distance_km(query.center, d) for d in page.docs}
         return page
@@ -314,17 +306,30 @@ class Catalogue:
         if query.after is not None:
             value, last_id = float(query.after[0]), query.after[1]
             ranked = [r for r in ranked if r > (value, last_id)]
-        chosen = ranked[: query.limit]
+        page = await self._fetch(collection, ranked, query.limit, projection, exact=True)
+        page.distances = {k: d for d, k in ranked[: query.limit]}
+        return page
+
+    async def _fetch(
+        self,
+        collection: str,
+        keys: Sequence[tuple[Any, str]],
+        limit: int,
+        projection: Document,
+        *,
+        exact: bool,
+    ) -> Page:
+        """The page of the first ``limit`` of ``keys`` ((sort value, _id), in order), read by
+        ``_id``; the cursor is the last one's position when more follow."""
+        chosen = keys[:limit]
         docs = await self.by_ids(collection, [k for _, k in chosen], projection)
-        more = len(ranked) > query.limit
-        page = Page(
+        more = len(keys) > limit
+        return Page(
             [docs[k] for _, k in chosen if k in docs],
-            len(ranked),
-            True,
+            len(keys),
+            exact,
             chosen[-1] if more and chosen else None,
         )
-        page.distances = {k: d for d, k in chosen}
-        return page
 
     async def _circle(self, collection: str, found: Document) -> list[Document]:
         cursor = self.db[collection].find(found, {"venue": 1}).limit(DISTANCE_MAX + 1)

@@ -125,15 +125,15 @@ async def test_reads_on_the_declared_indexes_use_them(mongo_db: AsyncDatabase[Do
     await ensure_indexes(mongo_db)
     await mongo_db[EXTERNAL_EVENTS].insert_many(
         [
-            {"source": "seatgeek", "external_id": str(i), "category": f"c{i % 7}", "start_utc": i}
+            {"source": "seatgeek", "external_id": str(i), "category": f"c{i % 7}", "when": i}
             for i in range(500)
         ]
     )
     plans = [
         await mongo_db[EXTERNAL_EVENTS].find({"source": "seatgeek", "external_id": "42"}).explain(),
         await mongo_db[EXTERNAL_EVENTS]
-        .find({"category": "c3", "start_utc": {"$gte": 100}})
-        .sort("start_utc", 1)
+        .find({"when": {"$gte": 100, "$lt": 200}, "category": "c3"})
+        .sort([("when", 1), ("_id", 1)])
         .limit(20)
         .explain(),
         await mongo_db[EXTERNAL_EVENTS].find({"_id": {"$in": ["a", "b"]}}).explain(),
