@@ -13,7 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 from pymongo.write_concern import WriteConcern
 
-from shared.search import GEO, TERMS, WHEN
+from shared.search import DAY, GEO, TERMS, WHEN
 from shared.settings import MongoSettings
 
 Document = dict[str, Any]
@@ -35,7 +35,10 @@ def _search_indexes() -> list[IndexModel]:
     word and a range of instants, a range of instants, a circle. Provider, category, status
     and the rest are checked on the matches of a window."""
     return [
-        IndexModel([(TERMS, ASCENDING), (WHEN, ASCENDING)], name="terms_when"),
+        # A word and a day: a range of days is a set of exact keys ({day: {$in: [...]}}), read
+        # exactly on any server (a multikey index may apply only one bound of a range on its
+        # second field: SecantusDB keeps one, so (terms, when) read a word to its end).
+        IndexModel([(TERMS, ASCENDING), (DAY, ASCENDING)], name="terms_day"),
         IndexModel([(WHEN, ASCENDING), ("_id", ASCENDING)], name="when_id"),
         # The version stated: the server records it, and a request without it would then differ.
         IndexModel([(GEO, GEOSPHERE)], name="geo", **{"2dsphereIndexVersion": 3}),
@@ -106,12 +109,24 @@ def get_database(
     )
 
 
+# Indexes earlier versions created and no query uses any more: each still costs every write.
+RETIRED: dict[str, list[str]] = {
+    EXTERNAL_EVENTS: ["terms_when"],
+    EVENTS: ["terms_when"],
+}
+
+
 async def ensure_indexes(db: AsyncDatabase[Document]) -> dict[str, list[str]]:
-    """Create every index Marquee relies on that is missing; returns the names per collection."""
+    """Create every index Marquee relies on that is missing and drop retired ones; returns the
+    names per collection."""
     ensured: dict[str, list[str]] = {}
     for collection, indexes in INDEXES.items():
         # createIndexes is idempotent for an identical definition.
         ensured[collection] = await db[collection].create_indexes(indexes)
+    for collection, names in RETIRED.items():
+        present = {index["name"] async for index in await db[collection].list_indexes()}
+        for name in present.intersection(names):
+            await db[collection].drop_index(name)
     return ensured
 
 

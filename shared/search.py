@@ -18,8 +18,9 @@ TBD_HOUR = 12
 
 TERMS = "terms"
 WHEN = "when"
+DAY = "day"
 GEO = "geo"
-SEARCH_FIELDS = (TERMS, WHEN, GEO)
+SEARCH_FIELDS = (TERMS, WHEN, DAY, GEO)
 
 
 def fold(text: str) -> str:
@@ -85,6 +86,12 @@ def when_of(start: Mapping[str, Any] | None) -> datetime | None:
     return None
 
 
+def day_of(when: datetime) -> str:
+    """The UTC date of an instant (``2026-12-04``): with a word it keys the word's index entries
+    by day, so a range of days is a set of exact keys (see services/api/catalogue.py)."""
+    return when.astimezone(UTC).date().isoformat()
+
+
 def point_of(venue: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The venue as a GeoJSON point (longitude first), for the 2dsphere index."""
     if not venue:
@@ -102,6 +109,7 @@ def search_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
     when = when_of(doc.get("start"))
     if when is not None:
         found[WHEN] = when
+        found[DAY] = day_of(when)
     point = point_of(doc.get("venue"))
     if point is not None:
         found[GEO] = point

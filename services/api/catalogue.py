@@ -9,8 +9,11 @@ a query before it applies ``limit`` (secantus-commands ``find.rs`` 663-741, stor
 ``matching_rows``), so an unbounded "first 20 of everything" would read the whole catalogue.
 
 Each window is asked for ``(instant, _id)`` only; the page's documents are then read by ``_id``.
-A word of ``q`` leads the filter (the compound ``terms_when`` index: one word, a range of
-instants), else the instant itself (``when_id``); the rest is checked on the window's matches.
+A whole word (of ``q``, ``location`` or a single ``category``) leads the filter on the compound
+``terms_day`` index as one exact key per day of the window (windows then end at midnight UTC),
+else the instant itself (``when_id``); the rest is checked on the window's matches. Days, not a
+range of instants: a multikey index may apply only one bound of a range on its second field
+(SecantusDB keeps the first), which made a word-led window read the word to its last entry.
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.mongo import EVENTS, EXTERNAL_EVENTS, Document
-from shared.search import GEO, LOCATION, TERMS, WHEN
+from shared.search import DAY, GEO, LOCATION, TERMS, WHEN, tokens
 
 EARTH_RADIUS_KM = 6378.1  # what $centerSphere divides by (MongoDB's own figure)
 MEAN_RADIUS_KM = 6371.0088  # for the distances returned (great circle, mean radius)
@@ -36,9 +39,12 @@ GROWTH = 8  # the widest step from one window to the next (see next_width)
 HORIZON = timedelta(days=365 * 30)
 # A radius search ranks every match inside its circle; more than this is refused (narrow it).
 DISTANCE_MAX = 20_000
+# A word-led window of more days than this (a rare word) reads the word's remaining entries in
+# one query instead: a key per day would cost more than the word has.
+MAX_DAYS = 64
 
 # Stored bookkeeping that is not part of the public representation.
-PRIVATE = ("content_hash", "members", "blocks", TERMS, WHEN, GEO)
+PRIVATE = ("content_hash", "members", "blocks", TERMS, WHEN, DAY, GEO)
 HIDDEN: Document = {name: 0 for name in PRIVATE}
 
 
@@ -106,6 +112,10 @@ def _word_clauses(query: Query) -> list[Document]:
         else:
             clauses.append({TERMS: word})
     clauses += [{TERMS: LOCATION + w} for w in dict.fromkeys(query.location)]
+    if len(query.categories) == 1:
+        # A category's words are among its events' terms (shared/search.py), so they can lead;
+        # the category itself is still checked on the matches.
+        clauses += [{TERMS: w} for w in dict.fromkeys(tokens(query.categories[0]))]
     return clauses
 
 
@@ -130,15 +140,38 @@ def leading(clauses: list[Document]) -> tuple[Document | None, list[Document]]:
     return lead, [c for c in clauses if c is not lead]
 
 
-def build_filter(query: Query, *, canonical: bool, instant: str, span: Any) -> Document:
-    """The filter of ``query`` with ``span`` on the instant; its first fields are what the
-    index serves (a word or the provider, then the instant), the rest is checked per match."""
+def lead_word(query: Query) -> str | None:
+    lead, _ = leading(_word_clauses(query))
+    return None if lead is None else str(lead[TERMS])
+
+
+def build_filter(
+    query: Query,
+    *,
+    canonical: bool,
+    instant: str,
+    span: Any,
+    days: list[str] | None = None,
+    after_id: str | None = None,
+) -> Document:
+    """The filter of ``query`` with ``span`` on the instant. With ``days`` (and a word to lead):
+    ``{$and: [{terms: word, day: {$in: days}}, {$and: everything else}]}``, the first part what
+    the ``terms_day`` index reads exactly, the rest checked per match (nested, so a server that
+    merges plain conjuncts does not route by the word alone). Otherwise the first fields are what
+    an index serves (a word, then the instant) and the rest is checked per match. ``after_id``:
+    only ids after it (the rest of a tie at a cursor's instant)."""
     lead, words = leading(_word_clauses(query))
     found: Document = {}
     rest: list[Document] = list(words)
-    if lead is not None:
-        found[TERMS] = lead[TERMS]
-    found[instant] = span
+    at: Document = {instant: span}
+    if after_id is not None:
+        at["_id"] = {"$gt": after_id}
+    if lead is not None and days is not None:
+        rest.insert(0, at)
+    else:
+        if lead is not None:
+            found[TERMS] = lead[TERMS]
+        found.update(at)
     if query.source:
         rest.append({"sources.source" if canonical else "source": query.source})
     if instant != WHEN:
@@ -157,9 +190,33 @@ def build_filter(query: Query, *, canonical: bool, instant: str, span: Any) -> D
         lat, lon = query.center
         sphere = {"$centerSphere": [[lon, lat], query.radius_km / EARTH_RADIUS_KM]}
         rest.append({GEO: {"$geoWithin": sphere}})
+    if lead is not None and days is not None:
+        return {"$and": [{TERMS: lead[TERMS], DAY: {"$in": days}}, {"$and": rest}]}
     if rest:
         found["$and"] = rest
     return found
+
+
+def _midnight(moment: datetime) -> datetime:
+    return datetime.combine(moment.astimezone(UTC).date(), time(0), tzinfo=UTC)
+
+
+def day_edge(moment: datetime, direction: int) -> datetime:
+    """The first midnight UTC at or after ``moment`` (direction 1), or at or before it."""
+    floor = _midnight(moment)
+    if direction == 1 and floor < moment:
+        return floor + timedelta(days=1)
+    return floor
+
+
+def days_between(low: datetime, high: datetime, *, high_open: bool) -> list[str]:
+    """The UTC dates from ``low`` to ``high`` (``high``'s own left out when it is an open
+    bound at midnight: nothing of that day is in the range)."""
+    first: date = low.astimezone(UTC).date()
+    last: date = high.astimezone(UTC).date()
+    if high_open and high == _midnight(high) and last > first:
+        last -= timedelta(days=1)
+    return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
 
 
 def start_span(query: Query, now: datetime | None = None) -> Document:
@@ -210,11 +267,19 @@ class Catalogue:
         low, high = self._range(query, instant, now)
         keys: list[tuple[datetime, str]] = []
         position: datetime
+        by_day = instant == WHEN and lead_word(query) is not None
         if after is not None:
             position, last_id = after
             # The rest of the tie at the cursor's instant, then strictly beyond it.
-            tie = build_filter(query, canonical=canonical, instant=instant, span=position)
-            tie["_id"] = {"$gt": last_id}
+            day = [position.astimezone(UTC).date().isoformat()] if by_day else None
+            tie = build_filter(
+                query,
+                canonical=canonical,
+                instant=instant,
+                span=position,
+                days=day,
+                after_id=last_id,
+            )
             keys += await self._window(collection, tie, instant, direction)
         else:
             position = low if direction == 1 else high
@@ -223,19 +288,33 @@ class Catalogue:
         width = FIRST_WINDOW
         inclusive = after is None
         while len(keys) < need:
+            bound = high if direction == 1 else low
+            end = _step(position, width * direction, bound)
+            days: list[str] | None = None
+            if by_day:
+                # Whole days: the next window starts on a day of its own, not one read already.
+                end = day_edge(end, direction)
+                end = min(end, high) if direction == 1 else max(end, low)
+                days = (
+                    days_between(position, end, high_open=end != high)
+                    if direction == 1
+                    else days_between(end, position, high_open=False)
+                )
+                if len(days) > MAX_DAYS:
+                    # A rare word: its remaining entries, in one read of the word.
+                    end, days = bound, None
             if direction == 1:
-                end = _step(position, width, high)
                 span: Document = {"$gte" if inclusive else "$gt": position}
                 span["$lte" if end == high else "$lt"] = end
             else:
-                end = _step(position, -width, low)
                 span = {"$lte" if inclusive else "$lt": position}
                 span["$gte" if end == low else "$gt"] = end
-            found = build_filter(query, canonical=canonical, instant=instant, span=span)
+            found = build_filter(query, canonical=canonical, instant=instant, span=span, days=days)
             rows = await self._window(collection, found, instant, direction)
             keys += rows
-            if end == (high if direction == 1 else low):
+            if end == bound:
                 return keys, True
+            width = max(width, abs(end - position))
             missing = need - len(keys)
             if missing > 0 and by_prefix(query) and len(rows) * GROWTH < missing:
                 # A prefix with no whole word to lead: the windows read every document of

@@ -42,7 +42,7 @@ from shared.mongo import (
     duplicates_only,
     ensure_indexes,
 )
-from shared.search import TERMS, search_fields, with_search_fields
+from shared.search import DAY, TERMS, WHEN, search_fields, with_search_fields
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ MIGRATIONS = "migrations"
 # Bumped whenever the shape of block keys changes: stored events then get them anew at start.
 BLOCKS_MIGRATION = "events.blocks.v2"
 # Bumped whenever shared/search.py changes what it stores: stored documents get it anew.
-SEARCH_MIGRATION = "catalogue.search.v1"
+SEARCH_MIGRATION = "catalogue.search.v2"  # v2: the day beside the instant
 CANDIDATE_FIELDS = (
     *("members", "version", "content_hash", "status", "created_at", "duplicate_of"),
     *("is_imported", "imported_event", "sources", "blocks"),
@@ -237,13 +237,20 @@ class CatalogueStore:
 
     async def migrate_search(self) -> int:
         """Give documents stored before the API searched the store its fields (``terms``,
-        ``when``, ``geo``: see shared/search.py), once per store; returns how many changed."""
+        ``when``, ``day``, ``geo``: see shared/search.py), once per store; returns how many
+        changed."""
         if await self.db[MIGRATIONS].find_one({"_id": SEARCH_MIGRATION}):
             return 0
         changed = 0
         for collection in (EVENTS, EXTERNAL_EVENTS):
             ops: list[UpdateOne] = []
-            async for doc in self.db[collection].find({TERMS: {"$exists": False}}):
+            stale = {
+                "$or": [
+                    {TERMS: {"$exists": False}},
+                    {WHEN: {"$exists": True}, DAY: {"$exists": False}},
+                ]
+            }
+            async for doc in self.db[collection].find(stale):
                 ops.append(UpdateOne({"_id": doc["_id"]}, {"$set": search_fields(doc)}))
                 if len(ops) == 1000:
                     await self.db[collection].bulk_write(ops, ordered=False)

@@ -19,6 +19,9 @@ from services.api.catalogue import (
     Catalogue,
     Page,
     Query,
+    build_filter,
+    day_edge,
+    days_between,
     great_circle_km,
     leading,
 )
@@ -182,6 +185,10 @@ def _queries() -> Iterator[Query]:
     yield Query(center=(51.5, -0.12), radius_km=30, words=["hall"])
     yield Query(center=(48.85, 2.35), radius_km=20, sort="distance")
     yield Query(words=["opera"], start_from=datetime(1970, 1, 1, tzinfo=UTC), sort="-start")
+    yield Query(categories=["jazz"], sort="-start")  # a category's word leads
+    yield Query(
+        words=["rock"], start_from=NOW + timedelta(days=3), start_to=NOW + timedelta(days=200)
+    )
 
 
 async def _all_pages(fetch: Any, q: Query, limit: int) -> tuple[list[str], list[Page]]:
@@ -277,6 +284,23 @@ async def test_no_query_shape_scans_the_collection(
         assert uses_index(plan), (collection, found, plan["queryPlanner"]["winningPlan"])
         checked += 1
     assert checked > 30
+
+
+def test_word_windows_are_whole_days() -> None:
+    noon = datetime(2027, 3, 1, 12, tzinfo=UTC)
+    assert day_edge(noon, 1) == datetime(2027, 3, 2, tzinfo=UTC)
+    assert day_edge(noon, -1) == datetime(2027, 3, 1, tzinfo=UTC)
+    assert day_edge(datetime(2027, 3, 2, tzinfo=UTC), 1) == datetime(2027, 3, 2, tzinfo=UTC)
+    # An open bound at midnight takes nothing of its day; a closed one takes that instant.
+    assert days_between(noon, datetime(2027, 3, 3, tzinfo=UTC), high_open=True) == [
+        "2027-03-01",
+        "2027-03-02",
+    ]
+    assert days_between(noon, datetime(2027, 3, 3, tzinfo=UTC), high_open=False)[-1] == "2027-03-03"
+    found = build_filter(
+        Query(words=["night", "jazz"]), canonical=False, instant="when", span={}, days=["x"]
+    )
+    assert found["$and"][0] == {"terms": "night", "day": {"$in": ["x"]}}
 
 
 def test_the_longest_exact_word_leads() -> None:

@@ -13,6 +13,7 @@ from shared.contracts import Category, Checkpoint, Provider
 from shared.mongo import (
     CATEGORIES,
     CHECKPOINTS,
+    EVENTS,
     EXTERNAL_EVENTS,
     INDEXES,
     Document,
@@ -29,11 +30,20 @@ async def test_indexes_bootstrap_idempotent(mongo_db: AsyncDatabase[Document]) -
     assert first == second
     info = await mongo_db[EXTERNAL_EVENTS].index_information()
     assert info["source_external_id_unique"]["unique"] is True
-    for name in ("terms_when", "when_id", "updated_id", "geo"):
+    for name in ("terms_day", "when_id", "updated_id", "geo"):
         assert name in info
     for collection, models in INDEXES.items():
         names = set(await mongo_db[collection].index_information())
         assert {m.document["name"] for m in models} <= names
+
+
+async def test_bootstrap_drops_retired_indexes(mongo_db: AsyncDatabase[Document]) -> None:
+    # A store from an earlier version still has its word-and-instant index.
+    await mongo_db[EVENTS].create_index([("terms", 1), ("when", 1)], name="terms_when")
+    await ensure_indexes(mongo_db)
+    names = set(await mongo_db[EVENTS].index_information())
+    assert "terms_when" not in names
+    assert "terms_day" in names
 
 
 async def test_upsert_and_unique_violation(mongo_db: AsyncDatabase[Document]) -> None:
