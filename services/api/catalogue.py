@@ -101,22 +101,24 @@ def distance_km(center: tuple[float, float], doc: Document) -> float:
     return round(great_circle_km(*center, float(lat), float(lon)), 3)
 
 
-def _word_clauses(query: Query) -> list[Document]:
-    """One clause per word; the first exact word leads (see ``leading``)."""
-    clauses: list[Document] = []
+def _word_groups(query: Query) -> list[list[Document]]:
+    """One clause per word, grouped by how well a word of the group narrows a query: the words
+    of ``q``, then of ``location``, then of a single ``category`` (see ``leading``)."""
+    typed: list[Document] = []
     words = list(dict.fromkeys(query.words))
     for i, word in enumerate(words):
         if i == len(words) - 1 and len(word) >= PREFIX_MIN:
             # An anchored regex is a range of the token index: [word, word + 1).
-            clauses.append({TERMS: {"$regex": f"^{word}"}})
+            typed.append({TERMS: {"$regex": f"^{word}"}})
         else:
-            clauses.append({TERMS: word})
-    clauses += [{TERMS: LOCATION + w} for w in dict.fromkeys(query.location)]
+            typed.append({TERMS: word})
+    place = [{TERMS: LOCATION + w} for w in dict.fromkeys(query.location)]
+    kind: list[Document] = []
     if len(query.categories) == 1:
         # A category's words are among its events' terms (shared/search.py), so they can lead;
         # the category itself is still checked on the matches.
-        clauses += [{TERMS: w} for w in dict.fromkeys(tokens(query.categories[0]))]
-    return clauses
+        kind = [{TERMS: w} for w in dict.fromkeys(tokens(query.categories[0]))]
+    return [typed, place, kind]
 
 
 def _prefix(query: Query) -> Document:
@@ -126,22 +128,26 @@ def _prefix(query: Query) -> Document:
 
 def by_prefix(query: Query) -> bool:
     """No whole word to lead with, and a prefix that could (see ``Catalogue._keys``)."""
-    clauses = _word_clauses(query)
-    lead, _ = leading(clauses)
-    return lead is None and any(not isinstance(c[TERMS], str) for c in clauses)
+    groups = _word_groups(query)
+    lead, rest = leading(groups)
+    return lead is None and any(not isinstance(c[TERMS], str) for c in rest)
 
 
-def leading(clauses: list[Document]) -> tuple[Document | None, list[Document]]:
-    """The exact word to lead with (the longest: likely the rarest), and the rest."""
-    exact = [c for c in clauses if isinstance(c[TERMS], str)]
-    if not exact:
-        return None, clauses
-    lead = max(exact, key=lambda c: len(c[TERMS]))
-    return lead, [c for c in clauses if c is not lead]
+def leading(groups: list[list[Document]]) -> tuple[Document | None, list[Document]]:
+    """The exact word to lead with, and the rest: the longest (likely the rarest) of the first
+    group that has one. A typed word before a place or a category: "theatre" of a category is
+    in a third of the catalogue, where a typed word is most often in a few events."""
+    clauses = [c for group in groups for c in group]
+    for group in groups:
+        exact = [c for c in group if isinstance(c[TERMS], str)]
+        if exact:
+            lead = max(exact, key=lambda c: len(c[TERMS]))
+            return lead, [c for c in clauses if c is not lead]
+    return None, clauses
 
 
 def lead_word(query: Query) -> str | None:
-    lead, _ = leading(_word_clauses(query))
+    lead, _ = leading(_word_groups(query))
     return None if lead is None else str(lead[TERMS])
 
 
@@ -160,7 +166,7 @@ def build_filter(
     merges plain conjuncts does not route by the word alone). Otherwise the first fields are what
     an index serves (a word, then the instant) and the rest is checked per match. ``after_id``:
     only ids after it (the rest of a tie at a cursor's instant)."""
-    lead, words = leading(_word_clauses(query))
+    lead, words = leading(_word_groups(query))
     found: Document = {}
     rest: list[Document] = list(words)
     at: Document = {instant: span}

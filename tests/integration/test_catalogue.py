@@ -304,7 +304,16 @@ def test_word_windows_are_whole_days() -> None:
 
 
 def test_the_longest_exact_word_leads() -> None:
-    lead, rest = leading([{"terms": "of"}, {"terms": "orchestra"}, {"terms": {"$regex": "^ro"}}])
+    typed = [{"terms": "of"}, {"terms": "orchestra"}, {"terms": {"$regex": "^ro"}}]
+    lead, rest = leading([typed, [{"terms": "@london"}], [{"terms": "theatre"}]])
     assert lead == {"terms": "orchestra"}
-    assert rest == [{"terms": "of"}, {"terms": {"$regex": "^ro"}}]
+    assert rest == [
+        {"terms": "of"},
+        {"terms": {"$regex": "^ro"}},
+        {"terms": "@london"},
+        {"terms": "theatre"},
+    ]
+    # No whole typed word: a place leads before a category's word.
+    lead, _ = leading([[{"terms": {"$regex": "^ro"}}], [{"terms": "@us"}], [{"terms": "theatre"}]])
+    assert lead == {"terms": "@us"}
     assert tokens("Café-Concert!") == ["cafe", "concert"]
