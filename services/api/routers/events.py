@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pymongo.errors import PyMongoError
 
+from services.api.catalogue import ABOVE_EVERY_ID
 from services.api.deps import AnyUser, Deps
 from services.api.errors import bad_request, not_found, unavailable
 from services.api.params import (
@@ -66,8 +67,7 @@ def decode_after(after: str) -> tuple[datetime, str]:
     if moment is not None:
         if moment.tzinfo is None:
             raise bad_request("after", "a datetime needs a UTC offset", "naive")
-        # Everything modified after that instant: no id sorts above this one.
-        return moment.astimezone(UTC), "\U0010ffff"
+        return moment.astimezone(UTC), ABOVE_EVERY_ID
     value, last_id = decode_cursor(text, "after", instant=True)
     return value, last_id
 
