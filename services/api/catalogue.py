@@ -168,7 +168,8 @@ def build_filter(
     """The filter of ``query`` with ``span`` on the instant. With ``days`` (and a word to lead):
     ``{$and: [{terms: word, day: {$in: days}}, {$and: everything else}]}``, the first part what
     the ``terms_day`` index reads exactly, the rest checked per match (nested, so a server that
-    merges plain conjuncts does not route by the word alone). Otherwise the first fields are what
+    merges plain conjuncts does not route by the word alone); ``days=[]``: every day of the
+    word. Otherwise the first fields are what
     an index serves (a word, then the instant) and the rest is checked per match. ``after_id``:
     only ids after it (the rest of a tie at a cursor's instant)."""
     lead, words = leading(_word_groups(query))
@@ -202,7 +203,8 @@ def build_filter(
         sphere = {"$centerSphere": [[lon, lat], query.radius_km / EARTH_RADIUS_KM]}
         rest.append({GEO: {"$geoWithin": sphere}})
     if lead is not None and days is not None:
-        return {"$and": [{TERMS: lead[TERMS], DAY: {"$in": days}}, {"$and": rest}]}
+        led: Document = {TERMS: lead[TERMS], DAY: {"$in": days}} if days else {TERMS: lead[TERMS]}
+        return {"$and": [led, {"$and": rest}]}
     if rest:
         found["$and"] = rest
     return found
@@ -313,8 +315,9 @@ class Catalogue:
                     else days_between(end, position, high_open=False)
                 )
                 if len(days) > MAX_DAYS:
-                    # A rare word: its remaining entries, in one read of the word.
-                    end, days = bound, None
+                    # A rare word: every entry of the word, in one read (a key per day of a
+                    # window this wide would cost more than the word has).
+                    end, days = bound, []
             if direction == 1:
                 span: Document = {"$gte" if inclusive else "$gt": position}
                 span["$lte" if end == high else "$lt"] = end

@@ -301,6 +301,10 @@ def test_word_windows_are_whole_days() -> None:
         Query(words=["night", "jazz"]), canonical=False, instant="when", span={}, days=["x"]
     )
     assert found["$and"][0] == {"terms": "night", "day": {"$in": ["x"]}}
+    every = build_filter(
+        Query(words=["night", "ja"]), canonical=False, instant="when", span={}, days=[]
+    )
+    assert every["$and"][0] == {"terms": "night"}
 
 
 def test_the_longest_exact_word_leads() -> None:
