@@ -308,7 +308,7 @@ def test_word_windows_are_whole_days() -> None:
 
 
 def test_the_longest_exact_word_leads() -> None:
-    typed = [{"terms": "of"}, {"terms": "orchestra"}, {"terms": {"$regex": "^ro"}}]
+    typed: list[Document] = [{"terms": "of"}, {"terms": "orchestra"}, {"terms": {"$regex": "^ro"}}]
     lead, rest = leading([typed, [{"terms": "@london"}], [{"terms": "theatre"}]])
     assert lead == {"terms": "orchestra"}
     assert rest == [
