@@ -32,8 +32,8 @@ IMPORTS = "imports"  # the importer's claims: one per imported event
 def _search_indexes() -> list[IndexModel]:
     """What the API's listings run on (shared/search.py fields; services/api/catalogue.py says
     which leads). Each index is paid on every normalizer write, so there are only these: a
-    word and a range of instants, a range of instants, a circle. Provider, category, status
-    and the rest are checked on the matches of a window."""
+    word and a day, a range of instants, a circle. Provider, category, status and the rest are
+    checked on the matches of a window."""
     return [
         # A word and a day: a range of days is a set of exact keys ({day: {$in: [...]}}), read
         # exactly on any server (a multikey index may apply only one bound of a range on its

@@ -169,9 +169,9 @@ def build_filter(
     ``{$and: [{terms: word, day: {$in: days}}, {$and: everything else}]}``, the first part what
     the ``terms_day`` index reads exactly, the rest checked per match (nested, so a server that
     merges plain conjuncts does not route by the word alone); ``days=[]``: every day of the
-    word. Otherwise the first fields are what
-    an index serves (a word, then the instant) and the rest is checked per match. ``after_id``:
-    only ids after it (the rest of a tie at a cursor's instant)."""
+    word. Otherwise the first fields are what an index serves (a word, then the instant) and the
+    rest is checked per match. ``after_id``: only ids after it (the rest of a tie at a cursor's
+    instant)."""
     lead, words = leading(_word_groups(query))
     found: Document = {}
     rest: list[Document] = list(words)
