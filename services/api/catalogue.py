@@ -27,7 +27,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.mongo import EVENTS, EXTERNAL_EVENTS, Document
-from shared.search import DAY, GEO, LOCATION, TERMS, WHEN, tokens
+from shared.search import DAY, GEO, LOCATION, TERMS, WHEN, day_of, tokens
 
 EARTH_RADIUS_KM = 6378.1  # what $centerSphere divides by (MongoDB's own figure)
 MEAN_RADIUS_KM = 6371.0088  # for the distances returned (great circle, mean radius)
@@ -44,9 +44,6 @@ PREFIX_SWITCH_AFTER = timedelta(days=7)
 # A word-led window of more days than this (a rare word) reads the word's remaining entries in
 # one query instead: a key per day would cost more than the word has.
 MAX_DAYS = 64
-
-# A cursor id no stored id sorts above: "everything after this instant" (its tie is not read).
-ABOVE_EVERY_ID = "\U0010ffff"
 
 # Stored bookkeeping that is not part of the public representation.
 PRIVATE = ("content_hash", "members", "blocks", TERMS, WHEN, DAY, GEO)
@@ -281,10 +278,11 @@ class Catalogue:
         keys: list[tuple[datetime, str]] = []
         position: datetime
         by_day = instant == WHEN and lead_word(query) is not None
+        prefix_only = by_prefix(query)
         if after is not None:
             position, last_id = after
             # The rest of the tie at the cursor's instant, then strictly beyond it.
-            day = [position.astimezone(UTC).date().isoformat()] if by_day else None
+            day = [day_of(position)] if by_day else None
             tie = build_filter(
                 query,
                 canonical=canonical,
@@ -333,7 +331,7 @@ class Catalogue:
             missing = need - len(keys)
             if (
                 missing > 0
-                and by_prefix(query)
+                and prefix_only
                 and abs(end - start) >= PREFIX_SWITCH_AFTER
                 and len(rows) * GROWTH < missing
             ):
@@ -343,7 +341,7 @@ class Catalogue:
                 # one six-hour window it switched for common words too: 700 ms for "crimson".)
                 rest = {"$gte": end, "$lte": high} if direction == 1 else {"$lte": end, "$gte": low}
                 found = build_filter(query, canonical=canonical, instant=instant, span=rest)
-                found = {TERMS: found.pop(TERMS, None) or _prefix(query), **found}
+                found = {TERMS: _prefix(query), **found}
                 keys += await self._window(collection, found, instant, direction)
                 return keys, True
             position, inclusive, width = end, True, next_width(width, len(rows), missing)
@@ -486,12 +484,13 @@ class Catalogue:
         return {str(doc["_id"]): doc async for doc in found}
 
     async def changes(
-        self, after: tuple[datetime, str] | None, limit: int, until: datetime
+        self, after: tuple[datetime, str | None] | None, limit: int, until: datetime
     ) -> tuple[list[Document], bool]:
         """Canonical events (merged ones too) in (modified, id) order after the cursor, up to
-        ``until``: windows on the ``change_feed`` index, as for a page."""
+        ``until``: windows on the ``change_feed`` index, as for a page. A cursor without an id
+        is an instant: everything modified after it (no tie to finish)."""
         keys: list[tuple[datetime, str]] = []
-        if after is not None and after[1] != ABOVE_EVERY_ID:
+        if after is not None and after[1] is not None:
             tie = {"updated_at": after[0], "_id": {"$gt": after[1]}}
             keys += await self._window(EVENTS, tie, "updated_at", 1)
         position, inclusive = (after[0], False) if after is not None else (EPOCH, True)

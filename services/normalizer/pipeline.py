@@ -242,14 +242,14 @@ class CatalogueStore:
         if await self.db[MIGRATIONS].find_one({"_id": SEARCH_MIGRATION}):
             return 0
         changed = 0
+        stale = {
+            "$or": [
+                {TERMS: {"$exists": False}},
+                {WHEN: {"$exists": True}, DAY: {"$exists": False}},
+            ]
+        }
         for collection in (EVENTS, EXTERNAL_EVENTS):
             ops: list[UpdateOne] = []
-            stale = {
-                "$or": [
-                    {TERMS: {"$exists": False}},
-                    {WHEN: {"$exists": True}, DAY: {"$exists": False}},
-                ]
-            }
             async for doc in self.db[collection].find(stale):
                 ops.append(UpdateOne({"_id": doc["_id"]}, {"$set": search_fields(doc)}))
                 if len(ops) == 1000:

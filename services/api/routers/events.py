@@ -9,7 +9,6 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pymongo.errors import PyMongoError
 
-from services.api.catalogue import ABOVE_EVERY_ID
 from services.api.deps import AnyUser, Deps
 from services.api.errors import bad_request, not_found, unavailable
 from services.api.params import (
@@ -57,7 +56,7 @@ AFTER_SCHEMA = {
 }
 
 
-def decode_after(after: str) -> tuple[datetime, str]:
+def decode_after(after: str) -> tuple[datetime, str | None]:
     """A ``next_after`` position, or an ISO 8601 datetime with offset (everything after it)."""
     text = after.strip()
     try:
@@ -67,7 +66,7 @@ def decode_after(after: str) -> tuple[datetime, str]:
     if moment is not None:
         if moment.tzinfo is None:
             raise bad_request("after", "a datetime needs a UTC offset", "naive")
-        return moment.astimezone(UTC), ABOVE_EVERY_ID
+        return moment.astimezone(UTC), None  # everything modified after that instant
     value, last_id = decode_cursor(text, "after", instant=True)
     return value, last_id
 
