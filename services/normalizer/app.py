@@ -20,6 +20,7 @@ from services.normalizer.pipeline import (
     Message,
     Normalizer,
     Outcome,
+    Plan,
     Rejected,
     sources_header,
 )
@@ -147,6 +148,54 @@ class Sinks:
 TRANSIENT = (ConnectionFailure, KafkaError)
 
 
+async def prepared(normalizer: Normalizer, batch: list[Message]) -> Plan | None:
+    """The batch resolved, store outages waited out; None when it failed for a reason of its
+    own (a poison record), so that ``handle`` takes its records one by one."""
+    delay = 0.5
+    while True:
+        try:
+            return await normalizer.prepare(batch)
+        except TRANSIENT as err:
+            log.warning("store unavailable, retrying the batch in %.1fs: %s", delay, err)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        except Exception as err:  # noqa: BLE001 - isolate the poison message, keep the stream
+            log.warning("batch failed (%s); retrying its records one by one", err)
+            return None
+
+
+async def committed(normalizer: Normalizer, sinks: Sinks, plan: Plan) -> bool:
+    """Announce and write a prepared batch, outages waited out, its rejected records sent to
+    the DLQ; False when the write failed for good (the batch is then redone one by one)."""
+    delay = 0.5
+    while True:
+        try:
+            await normalizer.commit(plan)
+            break
+        except TRANSIENT as err:
+            log.warning("store unavailable, retrying the write in %.1fs: %s", delay, err)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        except Exception as err:  # noqa: BLE001 - redone record by record by the caller
+            log.warning("batch write failed (%s); redoing its records one by one", err)
+            return False
+    await dead_letters(sinks, plan.outcome.rejected)
+    return True
+
+
+async def dead_letters(sinks: Sinks, rejected: list[Rejected]) -> None:
+    delay = 0.5
+    while rejected:
+        try:
+            await sinks.dead_letters(rejected)
+            break
+        except KafkaError as err:
+            # Not acknowledged by the DLQ yet: acking the batch now would lose them.
+            log.warning("DLQ unavailable, retrying in %.1fs: %s", delay, err)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
 async def handle(normalizer: Normalizer, sinks: Sinks, batch: list[Message]) -> Outcome:
     """Process a batch; transient failures are retried here, because faust acks regardless."""
     delay = 0.5
@@ -173,15 +222,7 @@ async def handle(normalizer: Normalizer, sinks: Sinks, batch: list[Message]) -> 
                 outcome.merged += single.merged
                 outcome.split += single.split
             return outcome
-    while outcome.rejected:
-        try:
-            await sinks.dead_letters(outcome.rejected)
-            break
-        except KafkaError as err:
-            # Not acknowledged by the DLQ yet: faust would ack the batch and lose them.
-            log.warning("DLQ unavailable, retrying in %.1fs: %s", delay, err)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    await dead_letters(sinks, outcome.rejected)
     return outcome
 
 
@@ -220,9 +261,46 @@ def _record_lag(events: Sequence[Any]) -> None:
             lag.labels(str(tp.partition)).set(max(end - offset - 1, 0))
 
 
+def _settle(normalizer: Normalizer, events: Sequence[Any], outcome: Outcome) -> None:
+    """A batch is written (and its rejects dead-lettered): its offsets may be committed."""
+    for event in events:
+        event.ack()
+    records_total.labels("written").inc(outcome.written)
+    records_total.labels("unchanged").inc(outcome.unchanged)
+    records_total.labels("stale").inc(outcome.stale)
+    records_total.labels("dlq").inc(len(outcome.rejected))
+    joins_total.inc(outcome.joined)
+    merges_total.inc(outcome.merged)
+    splits_total.inc(outcome.split)
+    for change in outcome.changes:
+        changes_total.labels(change.op.value).inc()
+    store = normalizer.store
+    for (collection, kind), count in store.writes.items():
+        store_writes.labels(collection, kind).inc(count)
+    store.writes.clear()
+    for stage, seconds in normalizer.clock.seconds.items():
+        stage_seconds.labels(stage).inc(seconds)
+    normalizer.clock.seconds.clear()
+    _record_lag(events)
+
+
+async def _write_behind(
+    normalizer: Normalizer, sinks: Sinks, plan: Plan, events: Sequence[Any]
+) -> bool:
+    if not await committed(normalizer, sinks, plan):
+        return False
+    _settle(normalizer, events, plan.outcome)
+    return True
+
+
 @app.agent(raw_events, concurrency=1)
 async def normalize(stream: AsyncIterable[Any]) -> None:
-    """concurrency=1: more could commit past an unfinished batch; scale by partitions."""
+    """concurrency=1: more could commit past an unfinished batch; scale by partitions.
+
+    A batch is written while the next one is resolved (the store's time overlaps the
+    worker's CPU). Its events are acked only once it is written: each message holds one more
+    reference until then, so the ack ``take_events`` gives on the next turn commits nothing.
+    """
     producer = make_producer(settings.kafka)
     await producer.start()
     mongo = make_client(settings.mongo, appname="marquee-normalizer")
@@ -233,31 +311,39 @@ async def normalize(stream: AsyncIterable[Any]) -> None:
     # Long-lived worker: the batch objects die young; freeze what start-up allocated.
     gc.collect()
     gc.freeze()
+    writing: tuple[asyncio.Task[bool], Sequence[Any]] | None = None
     try:
         batches = stream.take_events(settings.batch_size, within=settings.batch_wait_s)  # type: ignore[attr-defined]
         async for events in batches:
             began = time.perf_counter()
-            outcome = await handle(normalizer, sinks, _messages(events))
+            for event in events:
+                event.message.incref()
+            messages = _messages(events)
+            plan = await prepared(normalizer, messages)
+            if writing is not None:
+                task, previous = writing
+                writing = None
+                if not await task:
+                    # Its write failed for good, so what this batch was resolved over is void:
+                    # redo both, record by record where needed (all of it is idempotent).
+                    store.staged = {name: {} for name in store.staged}
+                    redone = await handle(normalizer, sinks, _messages(previous))
+                    _settle(normalizer, previous, redone)
+                    plan = None
+            if plan is None:
+                _settle(normalizer, events, await handle(normalizer, sinks, messages))
+            else:
+                writing = (
+                    asyncio.create_task(_write_behind(normalizer, sinks, plan, events)),
+                    events,
+                )
             took = time.perf_counter() - began
             batch_seconds.observe(took)
             per_second.set(len(events) / took if took > 0 else 0.0)
-            records_total.labels("written").inc(outcome.written)
-            records_total.labels("unchanged").inc(outcome.unchanged)
-            records_total.labels("stale").inc(outcome.stale)
-            records_total.labels("dlq").inc(len(outcome.rejected))
-            joins_total.inc(outcome.joined)
-            merges_total.inc(outcome.merged)
-            splits_total.inc(outcome.split)
-            for (collection, kind), count in store.writes.items():
-                store_writes.labels(collection, kind).inc(count)
-            store.writes.clear()
-            for stage, seconds in normalizer.clock.seconds.items():
-                stage_seconds.labels(stage).inc(seconds)
-            normalizer.clock.seconds.clear()
-            _record_lag(events)
-            for change in outcome.changes:
-                changes_total.labels(change.op.value).inc()
     finally:
+        if writing is not None:
+            # Let the last write land; if it cannot, its events are not acked and come back.
+            await asyncio.wait({writing[0]}, timeout=30)
         await producer.stop()
         await mongo.close()
 

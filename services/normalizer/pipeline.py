@@ -114,6 +114,30 @@ class Outcome:
     rejected: list[Rejected] = field(default_factory=list)
 
 
+@dataclass
+class WriteStep:
+    """One ``CatalogueStore.write``: canonical events (and new categories) first, then
+    per-source records, then the relinks of records a merge moved."""
+
+    externals: list[Document] = field(default_factory=list)
+    canonicals: list[Document] = field(default_factory=list)
+    existing: set[str] = field(default_factory=set)
+    relinks: dict[str, str] = field(default_factory=dict)
+    categories: list[Category] = field(default_factory=list)
+    # What readers see until the step is written: the relinked records, whole.
+    relinked: list[Document] = field(default_factory=list)
+    # Announced before the step is written.
+    changes: list[CanonicalChange] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """A batch resolved but not yet announced or written (``Normalizer.commit`` does both)."""
+
+    outcome: Outcome
+    steps: list[WriteStep] = field(default_factory=list)
+
+
 class StageClock:
     """Seconds spent per stage of the batches (a stage's store waits included): where a
     worker's time goes, exported as ``stage_seconds_total`` and read by the benchmark."""
@@ -129,6 +153,10 @@ class StageClock:
         now = time.perf_counter()
         self.seconds[stage] += now - self._last
         self._last = now
+
+    def add(self, stage: str, seconds: float) -> None:
+        """Time measured apart (a commit runs beside the next batch's stages)."""
+        self.seconds[stage] += seconds
 
 
 def profile_doc(p: Profile, version: int | None = None) -> dict[str, Any]:
@@ -183,33 +211,64 @@ def profile_of(doc: dict[str, Any]) -> Profile:
 
 
 class CatalogueStore:
-    """MongoDB access: reads by ``_id``, unordered bulk writes."""
+    """MongoDB access: reads by ``_id``, unordered bulk writes, and the documents of batches
+    resolved but not written yet (``staged``), which every read sees over the store's."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.db = db
         # Documents written per (collection, "insert" or "rewrite"): the store's load. The two
         # kinds cost the store very differently (docs/BENCHMARKS.md), so they are told apart.
         self.writes: Counter[tuple[str, str]] = Counter()
+        # A batch is resolved while the one before it is still being written (the worker's
+        # CPU overlaps the store's): that batch's documents are read from here meanwhile.
+        self.staged: dict[str, dict[str, Document]] = {EVENTS: {}, EXTERNAL_EVENTS: {}}
+
+    def stage(self, step: WriteStep) -> None:
+        for collection, docs in (
+            (EVENTS, step.canonicals),
+            (EXTERNAL_EVENTS, [*step.externals, *step.relinked]),
+        ):
+            self.staged[collection].update((str(d["_id"]), d) for d in docs)
+
+    def unstage(self, step: WriteStep) -> None:
+        """Forget a written step's documents, unless a later batch staged newer ones."""
+        for collection, docs in (
+            (EVENTS, step.canonicals),
+            (EXTERNAL_EVENTS, [*step.externals, *step.relinked]),
+        ):
+            staged = self.staged[collection]
+            for doc in docs:
+                if staged.get(str(doc["_id"])) is doc:
+                    del staged[str(doc["_id"])]
 
     async def by_ids(
         self, collection: str, ids: Sequence[str], fields: Sequence[str] | None = None
     ) -> dict[str, Document]:
         if not ids:
             return {}
-        wanted = {"_id": {"$in": list(dict.fromkeys(ids))}}
-        found = self.db[collection].find(wanted, list(fields) if fields else None)
-        return {str(doc["_id"]): doc async for doc in found}
+        staged = self.staged.get(collection, {})
+        known = {i: staged[i] for i in ids if i in staged}
+        wanted = [i for i in dict.fromkeys(ids) if i not in known]
+        if not wanted:
+            return known
+        found = self.db[collection].find({"_id": {"$in": wanted}}, list(fields) if fields else None)
+        return {str(doc["_id"]): doc async for doc in found} | known
 
     async def candidates(self, blocks: Sequence[str], ids: Iterable[str]) -> dict[str, Document]:
         """Canonical events indexed under any of ``blocks`` or named by ``ids``: indexed
-        queries on the multikey ``blocks`` index and ``_id``, a few per batch, concurrent."""
-        blocks = list(blocks)
+        queries on the multikey ``blocks`` index and ``_id``, a few per batch, concurrent;
+        staged versions win over stored ones."""
+        blocks, ids = list(blocks), set(ids)
         chunks = [blocks[i : i + CANDIDATE_CHUNK] for i in range(0, len(blocks), CANDIDATE_CHUNK)]
         queries = [candidates_query(chunk, ()) for chunk in chunks]
         queries.append(candidates_query((), ids))
         found: dict[str, Document] = {}
         for part in await asyncio.gather(*(self._find(q) for q in queries if q is not None)):
             found |= part
+        wanted = set(blocks)
+        for cid, doc in self.staged[EVENTS].items():
+            if cid in found or cid in ids or wanted.intersection(doc.get("blocks") or ()):
+                found[cid] = doc
         return found
 
     async def _find(self, query: Document) -> dict[str, Document]:
@@ -405,7 +464,46 @@ class Normalizer:
             return None
 
     async def process(self, messages: Sequence[Message]) -> Outcome:
-        outcome = Outcome()
+        """Resolve, announce and write one batch."""
+        plan = await self.prepare(messages)
+        await self.commit(plan)
+        return plan.outcome
+
+    async def prepare(self, messages: Sequence[Message]) -> Plan:
+        """Resolve one batch without announcing or writing anything; its documents are staged
+        in the store, so the next batch is resolved over them while ``commit`` writes them."""
+        plan = Plan(Outcome())
+        try:
+            await self._prepare(messages, plan)
+        except BaseException:
+            for step in plan.steps:
+                self.store.unstage(step)
+            raise
+        return plan
+
+    async def commit(self, plan: Plan) -> None:
+        """Announce, then write, step by step (the order the class docstring explains);
+        idempotent, so a commit retried after a store or broker failure is harmless."""
+        for step in plan.steps:
+            began = time.perf_counter()
+            if step.changes:
+                await self.emit(step.changes, plan.outcome.sources)
+            wrote = time.perf_counter()
+            self.clock.add("emit", wrote - began)
+            await self.store.write(
+                step.externals,
+                step.canonicals,
+                existing=step.existing,
+                relinks=step.relinks,
+                categories=step.categories,
+            )
+            self._seen(step.categories)
+            self.clock.add("write", time.perf_counter() - wrote)
+        for step in plan.steps:
+            self.store.unstage(step)
+
+    async def _prepare(self, messages: Sequence[Message], plan: Plan) -> None:
+        outcome = plan.outcome
         clock = self.clock
         clock.restart()
         latest: dict[str, tuple[RawRecord, Message]] = {}
@@ -460,12 +558,15 @@ class Normalizer:
             changed[key] = event
         clock.lap("map")
         if changed:
-            await self._resolve_and_write(changed, outcome)
+            plan.steps.append(self._staged(await self._resolve(changed, outcome)))
         named = {k for a in artists.values() for k in a.get("events", [])} - set(changed)
         if named:
-            await self._rejoin(named, outcome)
+            plan.steps.append(self._staged(await self._rejoin(named, outcome)))
             clock.lap("rejoin")
-        return outcome
+
+    def _staged(self, step: WriteStep) -> WriteStep:
+        self.store.stage(step)
+        return step
 
     async def _stored(
         self, keys: list[str], tombstones: list[str], artists: list[Document]
@@ -562,8 +663,9 @@ class Normalizer:
             canon |= await self.store.candidates((), wanted - set(canon))
         return canon
 
-    async def _resolve_and_write(self, changed: dict[str, ExternalEvent], outcome: Outcome) -> None:
+    async def _resolve(self, changed: dict[str, ExternalEvent], outcome: Outcome) -> WriteStep:
         clock = self.clock
+        mark = len(outcome.changes)
         profiles = {k: Profile.of(e, addon=is_addon(e)) for k, e in changed.items()}
         block_keys = sorted({b for p in profiles.values() for b in p.blocks()})
         clock.lap("profile")
@@ -608,10 +710,6 @@ class Normalizer:
         canonical_docs += self._rebuild(
             resolver, touched, canon, members, scores, outcome, fresh=fresh
         )
-        clock.lap("rebuild")
-        if outcome.changes:
-            await self.emit(outcome.changes, outcome.sources)
-        clock.lap("emit")
         externals = []
         for key, event in changed.items():
             doc = event.to_document()
@@ -621,18 +719,19 @@ class Normalizer:
         # Categories are stored before the records that name them: a replay after a crash
         # finds a stored record unchanged and would not write its categories again.
         categories = self._unseen([c for e in changed.values() for c in provider_category_docs(e)])
-        await self.store.write(
-            externals,
-            canonical_docs,
-            existing={*canon, *(k for k, e in changed.items() if e.version > 1)},
-            relinks=relinks,
-            categories=categories,
-        )
-        self._seen(categories)
-        clock.lap("write")
+        clock.lap("rebuild")
         outcome.written += len(externals)
         outcome.merged += len(resolver.merged)
         outcome.split += len(resolver.split_from)
+        return WriteStep(
+            externals=externals,
+            canonicals=canonical_docs,
+            existing={*canon, *(k for k, e in changed.items() if e.version > 1)},
+            relinks=relinks,
+            categories=categories,
+            relinked=[{**others[k], "canonical_id": cid} for k, cid in relinks.items()],
+            changes=outcome.changes[mark:],
+        )
 
     def _rebuild(
         self,
@@ -679,7 +778,7 @@ class Normalizer:
                 last.split_from = _final(resolver, split)
         return docs
 
-    async def _rejoin(self, keys: set[str], outcome: Outcome) -> None:
+    async def _rejoin(self, keys: set[str], outcome: Outcome) -> WriteStep:
         """Merge again the events whose performers just got their Spotify artist."""
         stored = await self.store.by_ids(EXTERNAL_EVENTS, sorted(keys), ("canonical_id",))
         cids = {str(d["canonical_id"]) for d in stored.values() if d.get("canonical_id")}
@@ -695,10 +794,8 @@ class Normalizer:
         members = await self._with_artists(members)
         mark = len(outcome.changes)
         docs = self._rebuild(resolver, touched, canon, members, {}, outcome)
-        if len(outcome.changes) > mark:
-            await self.emit(outcome.changes[mark:], outcome.sources)
         outcome.rejoined += len(outcome.changes) - mark
-        await self.store.write([], docs, existing=set(canon))
+        return WriteStep(canonicals=docs, existing=set(canon), changes=outcome.changes[mark:])
 
     def _rebuilt(
         self,

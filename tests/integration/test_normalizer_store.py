@@ -1,12 +1,16 @@
-"""The normalizer's store access: candidates by an indexed query, blocks given to old events."""
+"""The normalizer's store access: candidates by an indexed query, blocks given to old events,
+batches resolved over the staged documents of a batch still being written."""
 
 from __future__ import annotations
+
+from collections import defaultdict
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.normalizer.pipeline import (
     LEGACY_BLOCKS,
     CatalogueStore,
+    Message,
     Normalizer,
     blocks_of,
     candidates_query,
@@ -14,7 +18,9 @@ from services.normalizer.pipeline import (
     profile_of,
 )
 from services.normalizer.resolve import Profile
-from shared.mongo import EVENTS, Document, ensure_indexes, uses_index
+from shared.contracts import CanonicalChange, Entity, Provider
+from shared.mongo import EVENTS, EXTERNAL_EVENTS, Document, ensure_indexes, uses_index
+from tests.integration.test_normalizer import sandbox_records
 
 
 def _member(key: str, day: str, city: str | None, category: str = "music") -> Profile:
@@ -88,3 +94,94 @@ async def test_events_stored_before_blocks_get_them_once(mongo_db: AsyncDatabase
     await mongo_db[EVENTS].update_one({"_id": "evt_a"}, {"$unset": {"blocks": ""}})
     await normalizer.start()
     assert "blocks" not in (await mongo_db[EVENTS].find_one({"_id": "evt_a"}) or {})
+
+
+async def test_a_batch_resolves_over_the_one_still_being_written(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    """The worker prepares batch N+1 while N is written: N+1 must see N's documents."""
+    records, truth = sandbox_records(300)
+    by_perf: dict[str, list[str]] = defaultdict(list)
+    for raw in records:
+        by_perf[truth[raw.key()]].append(raw.key())
+    # A performance listed by two providers: one record in each batch.
+    first_key, second_key = next(keys[:2] for keys in by_perf.values() if len(keys) >= 2)
+    raws = {raw.key(): raw for raw in records}
+    announced: list[CanonicalChange] = []
+
+    async def emit(changes: list[CanonicalChange], _sources: object) -> None:
+        announced.extend(changes)
+
+    store = CatalogueStore(mongo_db)
+    normalizer = Normalizer(store, emit)
+    await normalizer.start()
+    first = await normalizer.prepare(
+        [Message(raws[first_key].model_dump_json().encode(), first_key.encode(), 0, 0)]
+    )
+    second = await normalizer.prepare(
+        [Message(raws[second_key].model_dump_json().encode(), second_key.encode(), 1, 0)]
+    )
+    # Nothing is announced or stored before a commit; the second batch joined the first's event.
+    assert announced == []
+    assert await mongo_db[EVENTS].count_documents({}) == 0
+    assert [c.canonical_id for c in second.outcome.changes] == [
+        c.canonical_id for c in first.outcome.changes
+    ]
+    assert second.outcome.joined == 1
+    await normalizer.commit(first)
+    await normalizer.commit(second)
+    assert store.staged == {EVENTS: {}, EXTERNAL_EVENTS: {}}
+    events = [d async for d in mongo_db[EVENTS].find({})]
+    assert len(events) == 1
+    assert {m["key"] for m in events[0]["members"]} == {first_key, second_key}
+    assert [c.version for c in announced] == [1, 2]
+    assert store.writes[EVENTS, "insert"] == 1
+    assert store.writes[EVENTS, "rewrite"] == 1
+    stored = {d["_id"]: d["canonical_id"] async for d in mongo_db[EXTERNAL_EVENTS].find({})}
+    assert stored == {first_key: events[0]["_id"], second_key: events[0]["_id"]}
+
+
+async def test_a_failed_prepare_leaves_nothing_staged(mongo_db: AsyncDatabase[Document]) -> None:
+    records, _ = sandbox_records(50)
+
+    async def emit(*_: object) -> None:
+        raise AssertionError("nothing is announced by a prepare")
+
+    store = CatalogueStore(mongo_db)
+    normalizer = Normalizer(store, emit)
+    await normalizer.start()
+
+    calls = []
+
+    async def broken(*_: object) -> None:
+        calls.append(len(store.staged[EXTERNAL_EVENTS]))
+        raise RuntimeError("artists unreadable")
+
+    # The rejoin step fails after the batch's own step was staged.
+    normalizer._rejoin = broken  # type: ignore[method-assign,assignment]
+    raw = records[0]
+    artist = raw.model_copy(
+        update={
+            "provider": Provider.SPOTIFY,
+            "entity": Entity.PERFORMER,
+            "payload": {"id": "a", "name": "A"},
+        }
+    )
+    messages = [
+        Message(raw.model_dump_json().encode(), raw.key().encode(), 0, 0),
+        Message(
+            artist.model_dump_json().encode(),
+            b"spotify:a",
+            0,
+            1,
+            (("ce_matchprovider", b"seatgeek"), ("ce_matchid", b"1"), ("ce_matchevents", b"x:y")),
+        ),
+    ]
+    try:
+        await normalizer.prepare(messages)
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the prepare should have failed")
+    assert calls == [1]  # the batch's own record was staged when the rejoin failed
+    assert store.staged == {EVENTS: {}, EXTERNAL_EVENTS: {}}
