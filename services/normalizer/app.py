@@ -326,6 +326,8 @@ async def normalize(stream: AsyncIterable[Any]) -> None:
                 if not await task:
                     # Its write failed for good, so what this batch was resolved over is void:
                     # redo both, record by record where needed (all of it is idempotent).
+                    if plan is not None:
+                        await normalizer.abandon(plan)
                     store.staged = {name: {} for name in store.staged}
                     redone = await handle(normalizer, sinks, _messages(previous))
                     _settle(normalizer, previous, redone)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter, defaultdict
@@ -136,6 +137,9 @@ class Plan:
 
     outcome: Outcome
     steps: list[WriteStep] = field(default_factory=list)
+    # The changes being sent (started once the batch is resolved, so the broker's round trips
+    # overlap the write of the batch before); the commit waits for them before writing.
+    announcing: asyncio.Task[None] | None = None
 
 
 class StageClock:
@@ -479,17 +483,26 @@ class Normalizer:
             for step in plan.steps:
                 self.store.unstage(step)
             raise
+        if any(step.changes for step in plan.steps):
+            plan.announcing = asyncio.create_task(self._announce(plan))
         return plan
+
+    async def _announce(self, plan: Plan) -> None:
+        began = time.perf_counter()
+        changes = [change for step in plan.steps for change in step.changes]
+        await self.emit(changes, plan.outcome.sources)
+        self.clock.add("emit", time.perf_counter() - began)
 
     async def commit(self, plan: Plan) -> None:
         """Announce, then write, step by step (the order the class docstring explains);
         idempotent, so a commit retried after a store or broker failure is harmless."""
+        announcing, plan.announcing = plan.announcing, None
+        if announcing is not None:
+            await announcing  # if it failed, the retried commit announces inline below
+        elif any(step.changes for step in plan.steps):
+            await self._announce(plan)
         for step in plan.steps:
-            began = time.perf_counter()
-            if step.changes:
-                await self.emit(step.changes, plan.outcome.sources)
             wrote = time.perf_counter()
-            self.clock.add("emit", wrote - began)
             await self.store.write(
                 step.externals,
                 step.canonicals,
@@ -499,6 +512,16 @@ class Normalizer:
             )
             self._seen(step.categories)
             self.clock.add("write", time.perf_counter() - wrote)
+        for step in plan.steps:
+            self.store.unstage(step)
+
+    async def abandon(self, plan: Plan) -> None:
+        """Drop a prepared batch that will be redone (its announcement may have gone out:
+        subscribers drop a repeated version)."""
+        announcing, plan.announcing = plan.announcing, None
+        if announcing is not None:
+            with contextlib.suppress(Exception):
+                await announcing
         for step in plan.steps:
             self.store.unstage(step)
 
