@@ -6,7 +6,9 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncIterable, Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -79,7 +81,8 @@ store_writes = metrics.counter(
 stage_seconds = metrics.counter(
     "stage_seconds_total",
     "seconds spent per stage of the batches (parse, read, map, profile, candidates, resolve, "
-    "members, rebuild, emit, write, rejoin), store and broker waits included",
+    "members, rebuild, rejoin; beside the next batch: emit, write, write_records), store and "
+    "broker waits included",
     ("stage",),
 )
 lag = metrics.gauge("consumer_lag", "records behind the end of the input partition", ("partition",))
@@ -164,14 +167,14 @@ async def prepared(normalizer: Normalizer, batch: list[Message]) -> Plan | None:
             return None
 
 
-async def committed(normalizer: Normalizer, sinks: Sinks, plan: Plan) -> bool:
-    """Announce and write a prepared batch, outages waited out, its rejected records sent to
-    the DLQ; False when the write failed for good (the batch is then redone one by one)."""
+async def committed(write: Callable[[], Awaitable[None]]) -> bool:
+    """Run one write of a prepared batch, outages waited out; False when it failed for good
+    (the batch is then redone one by one)."""
     delay = 0.5
     while True:
         try:
-            await normalizer.commit(plan)
-            break
+            await write()
+            return True
         except TRANSIENT as err:
             log.warning("store unavailable, retrying the write in %.1fs: %s", delay, err)
             await asyncio.sleep(delay)
@@ -179,8 +182,6 @@ async def committed(normalizer: Normalizer, sinks: Sinks, plan: Plan) -> bool:
         except Exception as err:  # noqa: BLE001 - redone record by record by the caller
             log.warning("batch write failed (%s); redoing its records one by one", err)
             return False
-    await dead_letters(sinks, plan.outcome.rejected)
-    return True
 
 
 async def dead_letters(sinks: Sinks, rejected: list[Rejected]) -> None:
@@ -284,22 +285,45 @@ def _settle(normalizer: Normalizer, events: Sequence[Any], outcome: Outcome) -> 
     _record_lag(events)
 
 
+@dataclass
+class Writing:
+    """A prepared batch being written: canonical events, then per-source records."""
+
+    events: Sequence[Any]
+    events_written: asyncio.Future[bool]
+    task: asyncio.Task[bool]
+
+
 async def _write_behind(
-    normalizer: Normalizer, sinks: Sinks, plan: Plan, events: Sequence[Any]
+    normalizer: Normalizer,
+    sinks: Sinks,
+    plan: Plan,
+    events: Sequence[Any],
+    before: Writing | None,
+    events_written: asyncio.Future[bool],
 ) -> bool:
-    if not await committed(normalizer, sinks, plan):
-        return False
-    _settle(normalizer, events, plan.outcome)
-    return True
+    """Two lanes, each in batch order: this batch's canonical events go out while the batch
+    before it writes its per-source records (two collections: the store writes them side by
+    side). Nothing is written after a batch whose write failed; the loop redoes both."""
+    ok = before is None or await before.events_written
+    ok = ok and await committed(lambda: normalizer.commit_events(plan))
+    events_written.set_result(ok)
+    ok = (before is None or await before.task) and ok
+    ok = ok and await committed(lambda: normalizer.commit_records(plan))
+    if ok:
+        await dead_letters(sinks, plan.outcome.rejected)
+        _settle(normalizer, events, plan.outcome)
+    return ok
 
 
 @app.agent(raw_events, concurrency=1)
 async def normalize(stream: AsyncIterable[Any]) -> None:
     """concurrency=1: more could commit past an unfinished batch; scale by partitions.
 
-    A batch is written while the next one is resolved (the store's time overlaps the
-    worker's CPU). Its events are acked only once it is written: each message holds one more
-    reference until then, so the ack ``take_events`` gives on the next turn commits nothing.
+    Batches are written while the next one is resolved (the store's time overlaps the
+    worker's CPU; see ``_write_behind``). A batch's events are acked only once it is written:
+    each message holds one more reference until then, so the ack ``take_events`` gives on the
+    next turn commits nothing.
     """
     producer = make_producer(settings.kafka)
     await producer.start()
@@ -311,7 +335,7 @@ async def normalize(stream: AsyncIterable[Any]) -> None:
     # Long-lived worker: the batch objects die young; freeze what start-up allocated.
     gc.collect()
     gc.freeze()
-    writing: tuple[asyncio.Task[bool], Sequence[Any]] | None = None
+    writing: deque[Writing] = deque()
     try:
         batches = stream.take_events(settings.batch_size, within=settings.batch_wait_s)  # type: ignore[attr-defined]
         async for events in batches:
@@ -320,32 +344,38 @@ async def normalize(stream: AsyncIterable[Any]) -> None:
                 event.message.incref()
             messages = _messages(events)
             plan = await prepared(normalizer, messages)
-            if writing is not None:
-                task, previous = writing
-                writing = None
-                if not await task:
-                    # Its write failed for good, so what this batch was resolved over is void:
-                    # redo both, record by record where needed (all of it is idempotent).
-                    if plan is not None:
-                        await normalizer.abandon(plan)
-                    store.staged = {name: {} for name in store.staged}
-                    redone = await handle(normalizer, sinks, _messages(previous))
-                    _settle(normalizer, previous, redone)
+            # At most two batches in flight; a batch redone inline waits for all of them.
+            failed: list[Writing] = []
+            while writing and (len(writing) >= 2 or plan is None or failed):
+                oldest = writing.popleft()
+                if not await oldest.task:
+                    failed.append(oldest)
+            if failed:
+                # A write failed for good, so what later batches were resolved over is void:
+                # redo them all, record by record where needed (all of it is idempotent).
+                if plan is not None:
+                    await normalizer.abandon(plan)
                     plan = None
+                store.staged = {name: {} for name in store.staged}
+                for batch in failed:
+                    redone = await handle(normalizer, sinks, _messages(batch.events))
+                    _settle(normalizer, batch.events, redone)
             if plan is None:
                 _settle(normalizer, events, await handle(normalizer, sinks, messages))
             else:
-                writing = (
-                    asyncio.create_task(_write_behind(normalizer, sinks, plan, events)),
-                    events,
+                done = asyncio.get_running_loop().create_future()
+                before = writing[-1] if writing else None
+                task = asyncio.create_task(
+                    _write_behind(normalizer, sinks, plan, events, before, done)
                 )
+                writing.append(Writing(events, done, task))
             took = time.perf_counter() - began
             batch_seconds.observe(took)
             per_second.set(len(events) / took if took > 0 else 0.0)
     finally:
-        if writing is not None:
-            # Let the last write land; if it cannot, its events are not acked and come back.
-            await asyncio.wait({writing[0]}, timeout=30)
+        if writing:
+            # Let the last writes land; what cannot is not acked and comes back.
+            await asyncio.wait([w.task for w in writing], timeout=30)
         await producer.stop()
         await mongo.close()
 

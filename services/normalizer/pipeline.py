@@ -47,6 +47,7 @@ from shared.search import DAY, TERMS, WHEN, search_fields, with_search_fields
 
 log = logging.getLogger(__name__)
 
+CATALOGUE = (EVENTS, EXTERNAL_EVENTS)
 # The old block index (a document per block) that canonical events' ``blocks`` replaced.
 LEGACY_BLOCKS = "blocks"
 MIGRATIONS = "migrations"
@@ -234,12 +235,16 @@ class CatalogueStore:
         ):
             self.staged[collection].update((str(d["_id"]), d) for d in docs)
 
-    def unstage(self, step: WriteStep) -> None:
+    def unstage(
+        self, step: WriteStep, collections: Sequence[str] = (EVENTS, EXTERNAL_EVENTS)
+    ) -> None:
         """Forget a written step's documents, unless a later batch staged newer ones."""
         for collection, docs in (
             (EVENTS, step.canonicals),
             (EXTERNAL_EVENTS, [*step.externals, *step.relinked]),
         ):
+            if collection not in collections:
+                continue
             staged = self.staged[collection]
             for doc in docs:
                 if staged.get(str(doc["_id"])) is doc:
@@ -348,27 +353,30 @@ class CatalogueStore:
             ordered=False,
         )
 
-    async def write(
+    async def write_events(
+        self, canonicals: list[Document], *, existing: set[str], categories: Sequence[Category] = ()
+    ) -> None:
+        """Canonical events, and the batch's new categories alongside; before the per-source
+        records that name them (see Normalizer).
+
+        Documents the batch saw stored are replaced; the others are inserted, because an
+        insert is several times cheaper than a rewrite (see docs/BENCHMARKS.md). An insert
+        that collides (a replay after a crash wrote it already) is redone as an idempotent
+        replace.
+        """
+        with_search_fields(canonicals)
+        await asyncio.gather(self._put(EVENTS, canonicals, existing), self.categories(categories))
+
+    async def write_records(
         self,
         externals: list[Document],
-        canonicals: list[Document],
         *,
         existing: set[str],
         relinks: dict[str, str] | None = None,
-        categories: Sequence[Category] = (),
     ) -> None:
-        """Canonical events (and the batch's new categories, alongside) first, per-source
-        records last (see Normalizer).
-
-        Documents this batch saw stored are replaced; the others are inserted, because an
-        insert is several times cheaper than a rewrite (see docs/BENCHMARKS.md). An insert
-        that collides (a replay after a crash wrote it already) is redone as an idempotent
-        replace. ``relinks`` point per-source records that a merge moved at their new
-        canonical event.
-        """
-        with_search_fields(canonicals)
+        """Per-source records, as ``write_events``; ``relinks`` point records that a merge
+        moved at their new canonical event."""
         with_search_fields(externals)
-        await asyncio.gather(self._put(EVENTS, canonicals, existing), self.categories(categories))
         await self._put(EXTERNAL_EVENTS, externals, existing)
         if relinks:
             await self.db[EXTERNAL_EVENTS].bulk_write(
@@ -494,26 +502,39 @@ class Normalizer:
         self.clock.add("emit", time.perf_counter() - began)
 
     async def commit(self, plan: Plan) -> None:
-        """Announce, then write, step by step (the order the class docstring explains);
-        idempotent, so a commit retried after a store or broker failure is harmless."""
+        """Announce, write the canonical events, then the per-source records (the order the
+        class docstring explains)."""
+        await self.commit_events(plan)
+        await self.commit_records(plan)
+
+    async def commit_events(self, plan: Plan) -> None:
+        """Announce the batch's changes, then write its canonical events; idempotent, so a
+        commit retried after a store or broker failure is harmless."""
         announcing, plan.announcing = plan.announcing, None
         if announcing is not None:
             await announcing  # if it failed, the retried commit announces inline below
         elif any(step.changes for step in plan.steps):
             await self._announce(plan)
+        began = time.perf_counter()
         for step in plan.steps:
-            wrote = time.perf_counter()
-            await self.store.write(
-                step.externals,
-                step.canonicals,
-                existing=step.existing,
-                relinks=step.relinks,
-                categories=step.categories,
+            await self.store.write_events(
+                step.canonicals, existing=step.existing, categories=step.categories
             )
             self._seen(step.categories)
-            self.clock.add("write", time.perf_counter() - wrote)
         for step in plan.steps:
-            self.store.unstage(step)
+            self.store.unstage(step, (EVENTS,))
+        self.clock.add("write", time.perf_counter() - began)
+
+    async def commit_records(self, plan: Plan) -> None:
+        """Write the batch's per-source records, once its canonical events are written."""
+        began = time.perf_counter()
+        for step in plan.steps:
+            await self.store.write_records(
+                step.externals, existing=step.existing, relinks=step.relinks
+            )
+        for step in plan.steps:
+            self.store.unstage(step, (EXTERNAL_EVENTS,))
+        self.clock.add("write_records", time.perf_counter() - began)
 
     async def abandon(self, plan: Plan) -> None:
         """Drop a prepared batch that will be redone (its announcement may have gone out:
