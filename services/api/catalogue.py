@@ -46,7 +46,7 @@ PREFIX_SWITCH_AFTER = timedelta(days=7)
 MAX_DAYS = 64
 
 # Stored bookkeeping that is not part of the public representation.
-PRIVATE = ("content_hash", "members", "blocks", TERMS, WHEN, DAY, GEO)
+PRIVATE = ("content_hash", "members", "blocks", "rev", TERMS, WHEN, DAY, GEO)
 HIDDEN: Document = {name: 0 for name in PRIVATE}
 
 

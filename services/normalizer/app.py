@@ -24,6 +24,7 @@ from services.normalizer.pipeline import (
     Outcome,
     Plan,
     Rejected,
+    WriteConflict,
     sources_header,
 )
 from shared.cloudevents import ce_headers
@@ -179,6 +180,9 @@ async def committed(write: Callable[[], Awaitable[None]]) -> bool:
             log.warning("store unavailable, retrying the write in %.1fs: %s", delay, err)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+        except WriteConflict as err:
+            log.info("%s; resolving the batch again", err)
+            return False
         except Exception as err:  # noqa: BLE001 - redone record by record by the caller
             log.warning("batch write failed (%s); redoing its records one by one", err)
             return False
@@ -206,6 +210,11 @@ async def handle(normalizer: Normalizer, sinks: Sinks, batch: list[Message]) -> 
             break
         except TRANSIENT as err:
             log.warning("store unavailable, retrying the batch in %.1fs: %s", delay, err)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        except WriteConflict as err:
+            # Another worker wrote what this batch read: resolving it again reads that.
+            log.info("%s; resolving the batch again in %.1fs", err, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
         except Exception as err:  # noqa: BLE001 - isolate the poison message, keep the stream

@@ -22,7 +22,7 @@ from services.normalizer.categories import CANONICAL, provider_category_docs
 from services.normalizer.mappers import MappingError, is_addon, map_event
 from services.normalizer.mappers.spotify import map_artist
 from services.normalizer.merge import content_hash, merge
-from services.normalizer.resolve import Profile, Resolver
+from services.normalizer.resolve import Profile, Resolver, canonical_id_for
 from shared.contracts import (
     CanonicalChange,
     CanonicalEvent,
@@ -55,9 +55,13 @@ MIGRATIONS = "migrations"
 BLOCKS_MIGRATION = "events.blocks.v2"
 # Bumped whenever shared/search.py changes what it stores: stored documents get it anew.
 SEARCH_MIGRATION = "catalogue.search.v2"  # v2: the day beside the instant
+# Bumped on every write of a canonical event (its ``version`` moves only when what
+# subscribers see changes): a rewrite names the revision it was built from, so two workers, or
+# a worker and the zombie of a rebalance, never overwrite each other's members.
+REV = "rev"
 CANDIDATE_FIELDS = (
     *("members", "version", "content_hash", "status", "created_at", "duplicate_of"),
-    *("is_imported", "imported_event", "sources", "blocks"),
+    *("is_imported", "imported_event", "sources", "blocks", REV),
 )
 # What deciding about a stored per-source record needs (a tombstone reads it whole).
 STORED_FIELDS = (
@@ -116,6 +120,15 @@ class Outcome:
     rejected: list[Rejected] = field(default_factory=list)
 
 
+class WriteConflict(Exception):
+    """A guarded rewrite found a newer document than the one the batch was resolved over
+    (another worker wrote it): the batch must be resolved again, not its records rejected."""
+
+    def __init__(self, collection: str, ids: Sequence[str]) -> None:
+        super().__init__(f"{len(ids)} {collection} changed under the batch, e.g. {ids[0]}")
+        self.ids = list(ids)
+
+
 @dataclass
 class WriteStep:
     """One ``CatalogueStore.write``: canonical events (and new categories) first, then
@@ -124,6 +137,8 @@ class WriteStep:
     externals: list[Document] = field(default_factory=list)
     canonicals: list[Document] = field(default_factory=list)
     existing: set[str] = field(default_factory=set)
+    # Per stored canonical event rewritten: the revision it was read at (its write's guard).
+    revs: dict[str, int | None] = field(default_factory=dict)
     relinks: dict[str, str] = field(default_factory=dict)
     categories: list[Category] = field(default_factory=list)
     # What readers see until the step is written: the relinked records, whole.
@@ -354,7 +369,12 @@ class CatalogueStore:
         )
 
     async def write_events(
-        self, canonicals: list[Document], *, existing: set[str], categories: Sequence[Category] = ()
+        self,
+        canonicals: list[Document],
+        *,
+        existing: set[str],
+        revs: Mapping[str, int | None] | None = None,
+        categories: Sequence[Category] = (),
     ) -> None:
         """Canonical events, and the batch's new categories alongside; before the per-source
         records that name them (see Normalizer).
@@ -363,9 +383,15 @@ class CatalogueStore:
         insert is several times cheaper than a rewrite (see docs/BENCHMARKS.md). An insert
         that collides (a replay after a crash wrote it already) is redone as an idempotent
         replace.
+
+        Every rewrite is guarded: a canonical event by the revision in ``revs`` it was read at
+        (an insert that collided: by its content), a per-source record by its fetch time (an
+        older fetch never overwrites a newer one). A guard that fails raises ``WriteConflict``.
         """
         with_search_fields(canonicals)
-        await asyncio.gather(self._put(EVENTS, canonicals, existing), self.categories(categories))
+        await asyncio.gather(
+            self._put(EVENTS, canonicals, existing, revs or {}), self.categories(categories)
+        )
 
     async def write_records(
         self,
@@ -377,7 +403,7 @@ class CatalogueStore:
         """Per-source records, as ``write_events``; ``relinks`` point records that a merge
         moved at their new canonical event."""
         with_search_fields(externals)
-        await self._put(EXTERNAL_EVENTS, externals, existing)
+        await self._put(EXTERNAL_EVENTS, externals, existing, {})
         if relinks:
             await self.db[EXTERNAL_EVENTS].bulk_write(
                 [UpdateOne({"_id": k}, {"$set": {"canonical_id": v}}) for k, v in relinks.items()],
@@ -385,19 +411,33 @@ class CatalogueStore:
             )
             self.writes[EXTERNAL_EVENTS, "rewrite"] += len(relinks)
 
-    async def _put(self, collection: str, docs: list[Document], existing: set[str]) -> None:
+    async def _put(
+        self,
+        collection: str,
+        docs: list[Document],
+        existing: set[str],
+        revs: Mapping[str, int | None],
+    ) -> None:
         if not docs:
             return
         fresh = [d for d in docs if d["_id"] not in existing]
-        known = [
-            ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs if d["_id"] in existing
-        ]
+        known = [d for d in docs if d["_id"] in existing]
         # The inserts and the rewrites go out together: each is a durable commit the store
         # waits on (fsync), and they touch different documents.
-        collided = await asyncio.gather(
-            self._insert(collection, fresh), self._rewrite(collection, known)
+        collided, _ = await asyncio.gather(
+            self._insert(collection, fresh), self._rewrite(collection, known, revs)
         )
-        await self._rewrite(collection, [_replace(d) for d in collided[0]])
+        await self._rewrite(collection, collided, {})
+
+    @staticmethod
+    def _guard(collection: str, doc: Document, revs: Mapping[str, int | None]) -> Document:
+        if collection == EXTERNAL_EVENTS:
+            return {"_id": doc["_id"], "last_synced": {"$lte": doc["last_synced"]}}
+        if doc["_id"] in revs:
+            return {"_id": doc["_id"], REV: revs[doc["_id"]]}
+        # An insert that collided with an event the batch did not read: a replay rewrites its
+        # own earlier write (the same content); anything else is another worker's.
+        return {"_id": doc["_id"], "content_hash": doc["content_hash"]}
 
     async def _insert(self, collection: str, docs: list[Document]) -> list[Document]:
         """Insert ``docs``; returns those already stored (a replay wrote them)."""
@@ -412,10 +452,21 @@ class CatalogueStore:
         self.writes[collection, "insert"] += len(docs)
         return []
 
-    async def _rewrite(self, collection: str, ops: list[ReplaceOne[Document]]) -> None:
-        if ops:
+    async def _rewrite(
+        self, collection: str, docs: list[Document], revs: Mapping[str, int | None]
+    ) -> None:
+        """Guarded upserts: a document whose guard fails is not found, so its upsert collides
+        on ``_id``."""
+        if not docs:
+            return
+        ops = [ReplaceOne(self._guard(collection, d, revs), d, upsert=True) for d in docs]
+        try:
             await self.db[collection].bulk_write(ops, ordered=False)
-            self.writes[collection, "rewrite"] += len(ops)
+        except BulkWriteError as err:
+            failed = duplicates_only(err)
+            self.writes[collection, "rewrite"] += len(ops) - len(failed)
+            raise WriteConflict(collection, [str(docs[i]["_id"]) for i in failed]) from err
+        self.writes[collection, "rewrite"] += len(ops)
 
 
 # The changes to announce, and per (canonical id, version) the member versions behind it.
@@ -518,7 +569,10 @@ class Normalizer:
         began = time.perf_counter()
         for step in plan.steps:
             await self.store.write_events(
-                step.canonicals, existing=step.existing, categories=step.categories
+                step.canonicals,
+                existing=step.existing,
+                revs=step.revs,
+                categories=step.categories,
             )
             self._seen(step.categories)
         for step in plan.steps:
@@ -714,9 +768,10 @@ class Normalizer:
         block_keys = sorted({b for p in profiles.values() for b in p.blocks()})
         clock.lap("profile")
         # Candidates are read for resolution only: their members' profiles and bookkeeping.
-        canon = await self._candidates(
-            block_keys, {e.canonical_id for e in changed.values() if e.canonical_id}
-        )
+        # The ids a record would found an event under are read too: another worker (or this
+        # batch's crashed first run) may have stored it since, and it must not be written blind.
+        linked = {e.canonical_id for e in changed.values() if e.canonical_id}
+        canon = await self._candidates(block_keys, linked | {canonical_id_for(k) for k in changed})
         clock.lap("candidates")
         resolver = Resolver() if self.threshold is None else Resolver(self.threshold)
         for cid, doc in canon.items():
@@ -771,6 +826,7 @@ class Normalizer:
             externals=externals,
             canonicals=canonical_docs,
             existing={*canon, *(k for k, e in changed.items() if e.version > 1)},
+            revs=_revs(canonical_docs, canon),
             relinks=relinks,
             categories=categories,
             relinked=[{**others[k], "canonical_id": cid} for k, cid in relinks.items()],
@@ -839,7 +895,12 @@ class Normalizer:
         mark = len(outcome.changes)
         docs = self._rebuild(resolver, touched, canon, members, {}, outcome)
         outcome.rejoined += len(outcome.changes) - mark
-        return WriteStep(canonicals=docs, existing=set(canon), changes=outcome.changes[mark:])
+        return WriteStep(
+            canonicals=docs,
+            existing=set(canon),
+            revs=_revs(docs, canon),
+            changes=outcome.changes[mark:],
+        )
 
     def _rebuilt(
         self,
@@ -877,6 +938,7 @@ class Normalizer:
                     "content_hash": digest,
                     "members": members,
                     "blocks": blocks,
+                    REV: _next_rev(before),
                 }
         merged.version = int(before.get("version", 0)) + 1 if before else 1
         merged.created_at = before.get("created_at", now) if before else now
@@ -894,6 +956,7 @@ class Normalizer:
         doc["content_hash"] = digest
         doc["members"] = members
         doc["blocks"] = blocks
+        doc[REV] = _next_rev(before)
         return doc
 
     async def _merged_away(
@@ -925,8 +988,18 @@ class Normalizer:
             stored_doc["content_hash"] = content_hash(event)
             stored_doc["members"] = []
             stored_doc["blocks"] = []  # found through its survivor only
+            stored_doc[REV] = _next_rev(canon[loser])
             docs.append(stored_doc)
         return docs
+
+
+def _next_rev(before: Document | None) -> int:
+    return int((before or {}).get(REV) or 0) + 1
+
+
+def _revs(docs: Iterable[Document], canon: Mapping[str, Document]) -> dict[str, int | None]:
+    """The revision each stored event was read at: its rewrite's guard."""
+    return {d["_id"]: canon[d["_id"]].get(REV) for d in docs if d["_id"] in canon}
 
 
 def _survivor(canon: dict[str, Document], cid: str | None) -> str | None:

@@ -4,7 +4,9 @@ batches resolved over the staged documents of a batch still being written."""
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 
+import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.normalizer.pipeline import (
@@ -12,13 +14,15 @@ from services.normalizer.pipeline import (
     CatalogueStore,
     Message,
     Normalizer,
+    WriteConflict,
     blocks_of,
     candidates_query,
     profile_doc,
     profile_of,
 )
 from services.normalizer.resolve import Profile
-from shared.contracts import CanonicalChange, Entity, Provider
+from shared.contracts import CanonicalChange, Entity, Provider, RawRecord
+from shared.contracts.messages import payload_hash
 from shared.mongo import EVENTS, EXTERNAL_EVENTS, Document, ensure_indexes, uses_index
 from tests.integration.test_normalizer import sandbox_records
 
@@ -184,3 +188,86 @@ async def test_a_failed_prepare_leaves_nothing_staged(mongo_db: AsyncDatabase[Do
         raise AssertionError("the prepare should have failed")
     assert calls == [1]  # the batch's own record was staged when the rejoin failed
     assert store.staged == {EVENTS: {}, EXTERNAL_EVENTS: {}}
+
+
+def _message(raw: RawRecord, offset: int = 0) -> Message:
+    return Message(raw.model_dump_json().encode(), raw.key().encode(), 0, offset)
+
+
+def _refetched(raw: RawRecord, hours: int) -> RawRecord:
+    """The record fetched again later, its payload changed in a field no mapper reads."""
+    payload = {**raw.payload, "marqueeRefetch": hours}
+    return raw.model_copy(
+        update={
+            "fetched_at": raw.fetched_at + timedelta(hours=hours),
+            "payload": payload,
+            "payload_hash": payload_hash(payload),
+        }
+    )
+
+
+async def test_two_workers_never_overwrite_each_others_members(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    """Two workers rewrite one canonical event at once: the second write is refused and
+    its batch resolved again, so both members stay."""
+    records, truth = sandbox_records(300)
+    by_perf: dict[str, list[RawRecord]] = defaultdict(list)
+    for raw in records:
+        by_perf[truth[raw.key()]].append(raw)
+    first, second = next(raws[:2] for raws in by_perf.values() if len(raws) >= 2)
+
+    async def emit(*_: object) -> None:
+        return None
+
+    one, two = (
+        Normalizer(CatalogueStore(mongo_db), emit),
+        Normalizer(CatalogueStore(mongo_db), emit),
+    )
+    await one.start()
+    await one.process([_message(first)])
+    changed = _refetched(first, 1)
+    joined = await two.prepare([_message(second)])
+    rewritten = await one.prepare([_message(changed)])
+    await two.commit(joined)
+    with pytest.raises(WriteConflict):
+        await one.commit(rewritten)
+    one.store.staged = {EVENTS: {}, EXTERNAL_EVENTS: {}}
+    await one.process([_message(changed)])
+    events = [d async for d in mongo_db[EVENTS].find({})]
+    assert len(events) == 1
+    members = {m["key"]: m["version"] for m in events[0]["members"]}
+    assert members == {first.key(): 2, second.key(): 1}
+    assert events[0]["rev"] == 3
+
+
+async def test_an_older_fetch_never_overwrites_a_newer_one(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    """A batch resolved before a newer fetch of its record was written (a rebalance's zombie)
+    is refused, and resolved again it finds its fetch stale."""
+    records, _ = sandbox_records(50)
+    old, new = records[0], _refetched(records[0], 1)
+
+    async def emit(*_: object) -> None:
+        return None
+
+    zombie, owner = (
+        Normalizer(CatalogueStore(mongo_db), emit),
+        Normalizer(CatalogueStore(mongo_db), emit),
+    )
+    await owner.start()
+    late = await zombie.prepare([_message(old)])
+    await owner.process([_message(new)])
+    with pytest.raises(WriteConflict):
+        await zombie.commit(late)
+    zombie.store.staged = {EVENTS: {}, EXTERNAL_EVENTS: {}}
+    again = await zombie.process([_message(old)])
+    assert again.stale == 1
+    stored = await mongo_db[EXTERNAL_EVENTS].find_one({"_id": old.key()})
+    assert stored is not None
+    # BSON keeps milliseconds.
+    assert stored["last_synced"] == new.fetched_at.replace(
+        microsecond=new.fetched_at.microsecond // 1000 * 1000
+    )
+    assert stored["version"] == 1
