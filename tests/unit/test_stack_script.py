@@ -81,7 +81,7 @@ def test_kafka_and_mongo_files_live_in_the_given_run_dir(tmp_path: Path) -> None
     assert mongo[mongo.index("--storage-path") + 1] == str(tmp_path / "run" / "mongo" / "data")
     # Durable journaled writes, a capped cache, and no config file searched for elsewhere.
     assert "--sync-on-commit" in mongo
-    assert mongo[mongo.index("--cache-size") + 1] == "512M"
+    assert mongo[mongo.index("--cache-size") + 1] == "2G"
     assert (run.mongo / "secantusd.toml").exists()
     # Without one, the layout `./marquee up` has always used.
     assert stack.DEFAULT_RUN.root == stack.CACHE / "run"
