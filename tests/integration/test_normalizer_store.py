@@ -206,6 +206,17 @@ def _refetched(raw: RawRecord, hours: int) -> RawRecord:
     )
 
 
+async def _workers(db: AsyncDatabase[Document]) -> tuple[Normalizer, Normalizer]:
+    """Two workers on one store (announcements dropped), its indexes in place."""
+
+    async def emit(*_: object) -> None:
+        return None
+
+    one, two = Normalizer(CatalogueStore(db), emit), Normalizer(CatalogueStore(db), emit)
+    await one.start()
+    return one, two
+
+
 async def test_two_workers_never_overwrite_each_others_members(
     mongo_db: AsyncDatabase[Document],
 ) -> None:
@@ -217,14 +228,7 @@ async def test_two_workers_never_overwrite_each_others_members(
         by_perf[truth[raw.key()]].append(raw)
     first, second = next(raws[:2] for raws in by_perf.values() if len(raws) >= 2)
 
-    async def emit(*_: object) -> None:
-        return None
-
-    one, two = (
-        Normalizer(CatalogueStore(mongo_db), emit),
-        Normalizer(CatalogueStore(mongo_db), emit),
-    )
-    await one.start()
+    one, two = await _workers(mongo_db)
     await one.process([_message(first)])
     changed = _refetched(first, 1)
     joined = await two.prepare([_message(second)])
@@ -249,14 +253,7 @@ async def test_an_older_fetch_never_overwrites_a_newer_one(
     records, _ = sandbox_records(50)
     old, new = records[0], _refetched(records[0], 1)
 
-    async def emit(*_: object) -> None:
-        return None
-
-    zombie, owner = (
-        Normalizer(CatalogueStore(mongo_db), emit),
-        Normalizer(CatalogueStore(mongo_db), emit),
-    )
-    await owner.start()
+    zombie, owner = await _workers(mongo_db)
     late = await zombie.prepare([_message(old)])
     await owner.process([_message(new)])
     with pytest.raises(WriteConflict):
