@@ -322,10 +322,12 @@ async def _write_behind(
     events_written.set_result(ok)
     ok = (before is None or await before.task) and ok
     ok = ok and await committed(lambda: normalizer.commit_records(plan))
-    if ok:
-        await dead_letters(sinks, plan.outcome.rejected)
-        _settle(normalizer, events, plan.outcome)
-    return ok
+    if not ok:
+        await normalizer.abandon(plan)  # the loop redoes it
+        return False
+    await dead_letters(sinks, plan.outcome.rejected)
+    _settle(normalizer, events, plan.outcome)
+    return True
 
 
 @app.agent(raw_events, concurrency=1)

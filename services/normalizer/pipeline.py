@@ -47,7 +47,6 @@ from shared.search import DAY, TERMS, WHEN, search_fields, with_search_fields
 
 log = logging.getLogger(__name__)
 
-CATALOGUE = (EVENTS, EXTERNAL_EVENTS)
 # The old block index (a document per block) that canonical events' ``blocks`` replaced.
 LEGACY_BLOCKS = "blocks"
 MIGRATIONS = "migrations"
@@ -131,8 +130,9 @@ class WriteConflict(Exception):
 
 @dataclass
 class WriteStep:
-    """One ``CatalogueStore.write``: canonical events (and new categories) first, then
-    per-source records, then the relinks of records a merge moved."""
+    """What one resolution of a batch writes: canonical events (and new categories) first
+    (``CatalogueStore.write_events``), then per-source records and the relinks of records a
+    merge moved (``write_records``)."""
 
     externals: list[Document] = field(default_factory=list)
     canonicals: list[Document] = field(default_factory=list)
