@@ -72,6 +72,8 @@ async def worker_metrics(ports: Sequence[int]) -> Metrics:
                     key = "stage/" + name.split('stage="', 1)[1].split('"', 1)[0]
                 elif name == "marquee_normalizer_batch_seconds_count":
                     key = "batches"
+                elif name == "marquee_normalizer_write_conflicts_total":
+                    key = "conflicts"
                 else:
                     continue
                 found[key] = found.get(key, 0.0) + float(value)
@@ -260,7 +262,7 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
         indexed = await indexed_ceiling(db, args.ceiling, args.batch)
     first_writes = delta(after_first, base)
     again_writes = delta(after_again, after_first)
-    not_docs = ("records/", "stage/", "batches")
+    not_docs = ("records/", "stage/", "batches", "conflicts")
     docs = {k: v for k, v in first_writes.items() if not k.startswith(not_docs)}
     stages = stage_split(first_writes)
     inserts = sum(v for k, v in docs.items() if k.endswith("/insert"))
@@ -291,6 +293,7 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
         "records_per_s": round(rate),
         "canonical_events": canonical,
         "batches": round(first_writes.get("batches", 0)),
+        "write_conflicts": round(first_writes.get("conflicts", 0)),
         "store_docs_written": {k: round(v) for k, v in sorted(docs.items())},
         "doc_writes_per_record": round(per_record, 3),
         "store_insert_docs_per_s": round(insert.rate),

@@ -77,6 +77,9 @@ per_second = metrics.gauge("records_per_second", "raw records/s of the last batc
 joins_total = metrics.counter("joins_total", "records matched into another provider's event")
 merges_total = metrics.counter("merges_total", "canonical events merged into another")
 splits_total = metrics.counter("splits_total", "records split off into another event")
+conflicts_total = metrics.counter(
+    "write_conflicts_total", "batches resolved again: another worker wrote what they read"
+)
 store_writes = metrics.counter(
     "store_writes_total",
     "documents written to MongoDB (kind: insert, or rewrite = replace/update)",
@@ -185,6 +188,7 @@ async def committed(write: Callable[[], Awaitable[None]]) -> bool:
             delay = min(delay * 2, 10.0)
         except WriteConflict as err:
             log.info("%s; resolving the batch again", err)
+            conflicts_total.inc()
             return False
         except Exception as err:  # noqa: BLE001 - redone record by record by the caller
             log.warning("batch write failed (%s); redoing its records one by one", err)
@@ -218,6 +222,7 @@ async def handle(normalizer: Normalizer, sinks: Sinks, batch: list[Message]) -> 
         except WriteConflict as err:
             # Another worker wrote what this batch read: resolving it again reads that.
             log.info("%s; resolving the batch again in %.1fs", err, delay)
+            conflicts_total.inc()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
         except Exception as err:  # noqa: BLE001 - isolate the poison message, keep the stream
