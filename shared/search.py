@@ -21,6 +21,11 @@ WHEN = "when"
 DAY = "day"
 GEO = "geo"
 SEARCH_FIELDS = (TERMS, WHEN, DAY, GEO)
+# True on an add-on (a parking pass, a VIP upgrade, a pre-game pass sold beside a performance):
+# the normalizer marks it, and listings leave add-ons out unless asked for them.
+ADDON = "addon"
+# What the API and the importer answer to an import of one (FieldError code ``addon``).
+ADDON_REFUSED = "An add-on (parking, upgrade, pass) cannot be imported as an event"
 
 
 def fold(text: str) -> str:

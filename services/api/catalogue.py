@@ -27,7 +27,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.mongo import EVENTS, EXTERNAL_EVENTS, Document
-from shared.search import DAY, GEO, LOCATION, TERMS, WHEN, day_of, tokens
+from shared.search import ADDON, DAY, GEO, LOCATION, TERMS, WHEN, day_of, tokens
 
 EARTH_RADIUS_KM = 6378.1  # what $centerSphere divides by (MongoDB's own figure)
 MEAN_RADIUS_KM = 6371.0088  # for the distances returned (great circle, mean radius)
@@ -72,6 +72,7 @@ class Query:
     center: tuple[float, float] | None = None  # (lat, lon)
     radius_km: float | None = None
     imported: bool | None = None
+    addons: bool = False  # add-ons (parking, upgrades, passes) listed too
     sort: str = "start"  # start, -start, updated, -updated, distance
     after: tuple[Any, str] | None = None  # (sort value, _id) of the previous page's last item
     limit: int = 20
@@ -193,6 +194,8 @@ def build_filter(
         rest.append({"status": {"$in": query.statuses}})
     if query.imported is not None:
         rest.append({"is_imported": True} if query.imported else {"is_imported": {"$ne": True}})
+    if not query.addons:
+        rest.append({ADDON: {"$ne": True}})
     if canonical:
         rest.append({"duplicate_of": None})
     if query.center is not None and query.radius_km is not None:

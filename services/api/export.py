@@ -45,8 +45,21 @@ COLUMNS = (
 )
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such
+# text gets a leading apostrophe, which spreadsheets show as text and do not display.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def csv_row(event: dict[str, Any]) -> list[Any]:
     return [iso(v) for v in _cells(event)]
+
+
+def inert(cell: Any) -> Any:
+    """The cell as a spreadsheet may open it: text that would start a formula is quoted;
+    numbers (a negative longitude) stay numbers."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_START):
+        return "'" + cell
+    return cell
 
 
 def _cells(event: dict[str, Any]) -> list[Any]:
@@ -120,7 +133,8 @@ class Exports:
         writer.writerow(COLUMNS)
         cursor = self.rows.find({}, {"row": 1}).sort([("at", 1), ("_id", 1)]).hint("at_id")
         async for doc in cursor:
-            writer.writerow(doc.get("row") or [])
+            # Neutralised as written out, so rows stored before this rule are safe too.
+            writer.writerow([inert(cell) for cell in doc.get("row") or []])
             if buffer.tell() > 64 * 1024:
                 yield buffer.getvalue().encode()
                 buffer.seek(0)

@@ -17,11 +17,13 @@ from services.api.replies import Replies
 from services.api.store import Store
 from shared.contracts import Contract, ImportRequest, ImportResult, ImportStatus, Provider, new_id
 from shared.logs import correlation_id
+from shared.search import ADDON, ADDON_REFUSED
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[str, bytes, Contract], Awaitable[None]]  # topic, key, message
 ALREADY = "Event already imported"
+ON_PLATFORM = "This event is already on the platform."
 
 
 @dataclass(slots=True)
@@ -49,30 +51,43 @@ class Importer:
         self.wait_s = wait_s
 
     async def _event(self, key: str) -> dict[str, Any] | None:
-        """The per-source record's canonical id, from the store."""
+        """The per-source record's canonical id and add-on mark, from the store."""
         doc = await self.store.external(key)
-        return None if doc is None else {"canonical_id": doc.get("canonical_id")}
+        if doc is None:
+            return None
+        return {"canonical_id": doc.get("canonical_id"), ADDON: bool(doc.get(ADDON))}
 
-    async def check(self, source: str, external_id: str) -> tuple[str | None, Outcome | None]:
-        """(canonical id, None) when it may be imported; else (None, the refusal)."""
+    async def check(
+        self, principal: Principal, source: str, external_id: str
+    ) -> tuple[str | None, Outcome | None]:
+        """(canonical id, None) when it may be imported; else (None, the refusal).
+
+        An event already on the platform names its local event only to whoever may read it
+        (the organizer who imported it, or an admin): another organizer would get 404 there."""
         key = f"{source}:{external_id}"
         if source not in {p.value for p in Provider} or source == Provider.SPOTIFY.value:
             return None, Outcome(404, {"error": "Event not found"})
         event = await self._event(key)
         if event is None:
             return None, Outcome(404, {"error": "Event not found"})
+        if event[ADDON]:
+            detail = {"field": None, "message": ADDON_REFUSED, "code": ADDON}
+            return None, Outcome(400, {"error": ADDON_REFUSED, "details": [detail]})
         canonical_id = event.get("canonical_id")
         claims = await self.store.active_claims([key, canonical_id or ""])
         if claims:
-            local = claims[0].get("local_event_id")
-            return None, Outcome(400, {"error": ALREADY, "local_event_id": local})
+            body: dict[str, Any] = {"error": ALREADY, "message": ON_PLATFORM}
+            claim = claims[0]
+            if principal.can(Role.ADMIN) or claim.get("requested_by") == principal.subject:
+                body["local_event_id"] = claim.get("local_event_id")
+            return None, Outcome(400, body)
         return canonical_id, None
 
     async def request(
         self, principal: Principal, source: str, external_id: str, links: Links
     ) -> Outcome:
         try:
-            _canonical, refusal = await self.check(source, external_id)
+            _canonical, refusal = await self.check(principal, source, external_id)
         except PyMongoError as err:
             raise unavailable("Store unavailable") from err
         if refusal is not None:
@@ -139,6 +154,8 @@ class Importer:
         body: dict[str, Any] = {"error": message, "request_id": request_id}
         if "already imported" in message.lower():
             body["error"] = ALREADY
+            body["message"] = ON_PLATFORM
+            # The importer names the local event only to the organizer who imported it.
             if result.local_event_id:
                 body["local_event_id"] = result.local_event_id
         if result.errors:
@@ -155,7 +172,7 @@ class Importer:
             entry: dict[str, Any] = {"source": source, "external_id": external_id}
             results.append(entry)
             try:
-                _canonical, refusal = await self.check(source, external_id)
+                _canonical, refusal = await self.check(principal, source, external_id)
             except PyMongoError as err:
                 raise unavailable("Store unavailable") from err
             if refusal is not None:

@@ -118,6 +118,7 @@ class Filters:
         status: str | None = None,
         near: tuple[float, float, float] | None = None,
         imported: bool | None = None,
+        include_addons: bool = False,
         sort: str = "start",
         limit: int = 20,
         cursor: str | None = None,
@@ -131,6 +132,7 @@ class Filters:
         self.status = status
         self.near = near
         self.imported = imported
+        self.include_addons = include_addons
         self.sort = sort
         self.limit = limit
         self.cursor = cursor
@@ -182,6 +184,7 @@ class Filters:
             center=center,
             radius_km=self.near[2] if self.near else None,
             imported=self.imported,
+            addons=self.include_addons,
             sort=self.sort,
             after=(
                 decode_cursor(
@@ -238,6 +241,12 @@ FILTER_PARAMETERS: list[dict[str, Any]] = [
         " carries distance_km",
     ),
     _spec("imported", {"type": "boolean"}, "only imported records (or only not imported)"),
+    _spec(
+        "include_addons",
+        {"type": "boolean", "default": False},
+        "add-ons (parking passes, VIP upgrades, pre-game passes sold beside a performance) are"
+        " left out unless this is true",
+    ),
     _spec(
         "sort",
         {"type": "string", "enum": ["start", "-start", "updated", "-updated", "distance"]},
@@ -332,6 +341,7 @@ def read_filters(params: Mapping[str, str]) -> tuple[Filters, _Reader]:
         status=read.text("status"),
         near=read.near("near"),
         imported=read.flag("imported"),
+        include_addons=bool(read.flag("include_addons")),
         sort=sort,
         limit=read.integer("limit", 20, 1, 100),
         cursor=read.text("cursor", max_length=500),

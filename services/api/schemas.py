@@ -8,12 +8,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts import CanonicalEvent, ExternalEvent, FieldError
 
+ADDON_DESCRIPTION = (
+    "a parking pass, VIP upgrade or pre-game pass sold beside a performance (listed only with"
+    " include_addons=true; never imported as an event)"
+)
+
 
 class ExternalEventOut(ExternalEvent):
     """A per-source record as served (``id`` = ``{source}:{external_id}``)."""
 
     id: str
     content_hash: str | None = None  # type: ignore[assignment]
+    addon: bool = Field(default=False, description=ADDON_DESCRIPTION)
     distance_km: float | None = Field(
         default=None, description="from lat/lon, when the request gave them"
     )
@@ -24,6 +30,7 @@ class CanonicalEventOut(CanonicalEvent):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     id: str = Field(min_length=1)
+    addon: bool = Field(default=False, description=ADDON_DESCRIPTION)
 
 
 class Error(BaseModel):

@@ -309,7 +309,7 @@ class Importer:
                 errors = [FieldError(field=None, message=DISMISSED, code=R_DISMISSED)]
                 self._reject(batch, request, R_DISMISSED, DISMISSED, errors)
                 continue
-            errors = validate(target.event, batch.now)
+            errors = validate(target.event, batch.now, addon=target.addon)
             if errors:
                 reason = rejection_reason(errors)
                 self._reject(batch, request, reason, rejection_message(errors), errors)

@@ -21,6 +21,7 @@ from shared.contracts import (
     Venue,
 )
 from shared.contracts.documents import EventFields
+from shared.search import ADDON, ADDON_REFUSED
 
 Clock = Callable[[], datetime]
 Document = dict[str, Any]
@@ -41,6 +42,7 @@ R_DISMISSED = "dismissed"
 R_INVALID_REQUEST = "invalid_request"
 R_VALIDATION = "validation"
 R_INTERNAL = "internal_error"
+R_ADDON = ADDON
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,7 @@ class Target:
     event: EventFields  # the data the local event is made from
     external_keys: tuple[str, ...]  # external_events to mark imported
     canonical_keys: tuple[str, ...]  # events to mark imported
+    addon: bool = False  # a parking pass, upgrade or pass: never imported as an event
 
 
 class Unusable(Exception):
@@ -110,6 +113,7 @@ def resolve(
         event=event,
         external_keys=tuple(dict.fromkeys(external_keys)),
         canonical_keys=canonical_keys,
+        addon=bool(doc.get(ADDON)),
     )
 
 
@@ -133,6 +137,7 @@ def _by_canonical(canonical_id: str, canonicals: Mapping[str, Document]) -> Targ
         event=event,
         external_keys=tuple(f"{s.source.value}:{s.external_id}" for s in event.sources),
         canonical_keys=tuple(dict.fromkeys([canonical_id, alive])),
+        addon=bool(doc.get(ADDON)),
     )
 
 
@@ -145,9 +150,11 @@ def _version(doc: Document | None) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
-def validate(event: EventFields, now: datetime) -> list[FieldError]:
+def validate(event: EventFields, now: datetime, *, addon: bool = False) -> list[FieldError]:
     """What keeps this event from becoming a local event; empty when nothing does."""
     errors: list[FieldError] = []
+    if addon:
+        errors.append(FieldError(field=None, message=ADDON_REFUSED, code=R_ADDON))
     if not event.title.strip():
         errors.append(FieldError(field="title", message="Title is required", code="missing"))
     if event.status is EventStatus.CANCELLED:

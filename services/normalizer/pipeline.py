@@ -43,7 +43,7 @@ from shared.mongo import (
     duplicates_only,
     ensure_indexes,
 )
-from shared.search import DAY, TERMS, WHEN, search_fields, with_search_fields
+from shared.search import ADDON, DAY, TERMS, WHEN, search_fields, with_search_fields
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ MIGRATIONS = "migrations"
 BLOCKS_MIGRATION = "events.blocks.v2"
 # Bumped whenever shared/search.py changes what it stores: stored documents get it anew.
 SEARCH_MIGRATION = "catalogue.search.v2"  # v2: the day beside the instant
+# Documents stored before add-ons were marked get the mark (from their events' members).
+ADDON_MIGRATION = "catalogue.addons.v1"
 # Bumped on every write of a canonical event (its ``version`` moves only when what
 # subscribers see changes): a rewrite names the revision it was built from, so two workers, or
 # a worker and the zombie of a rebalance, never overwrite each other's members.
@@ -348,6 +350,31 @@ class CatalogueStore:
         )
         return changed
 
+    async def migrate_addons(self) -> int:
+        """Mark the add-ons stored before listings left them out, once per store: canonical
+        events whose members are add-ons (their members say so), and those members' records;
+        returns how many documents changed."""
+        if await self.db[MIGRATIONS].find_one({"_id": ADDON_MIGRATION}):
+            return 0
+        changed, keys = 0, []
+        async for doc in self.db[EVENTS].find({"members.addon": True}, ["members"]):
+            members = doc.get("members") or []
+            if members and all(m.get("addon") for m in members):
+                done = await self.db[EVENTS].update_one(
+                    {"_id": doc["_id"]}, {"$set": {ADDON: True}}
+                )
+                changed += done.modified_count
+            keys += [m["key"] for m in members if m.get("addon") and m.get("key")]
+        for start in range(0, len(keys), 1000):
+            done = await self.db[EXTERNAL_EVENTS].update_many(
+                {"_id": {"$in": keys[start : start + 1000]}}, {"$set": {ADDON: True}}
+            )
+            changed += done.modified_count
+        await self.db[MIGRATIONS].update_one(
+            {"_id": ADDON_MIGRATION}, {"$set": {"at": utc_now(), "documents": changed}}, upsert=True
+        )
+        return changed
+
     async def artists(self, docs: list[Document]) -> None:
         await self.db[ARTISTS].bulk_write([_replace(d) for d in docs], ordered=False)
         self.writes[ARTISTS, "rewrite"] += len(docs)
@@ -506,6 +533,9 @@ class Normalizer:
         searchable = await self.store.migrate_search()
         if searchable:
             log.info("gave %d stored documents their search fields", searchable)
+        addons = await self.store.migrate_addons()
+        if addons:
+            log.info("marked %d stored documents as add-ons", addons)
 
     async def _categories(self, docs: Sequence[Category]) -> None:
         unique = self._unseen(docs)
@@ -814,6 +844,7 @@ class Normalizer:
             doc = event.to_document()
             doc["_id"] = key
             doc["start_utc"] = event.start_utc
+            doc[ADDON] = profiles[key].addon
             externals.append(doc)
         # Categories are stored before the records that name them: a replay after a crash
         # finds a stored record unchanged and would not write its categories again.
@@ -938,6 +969,7 @@ class Normalizer:
                     "content_hash": digest,
                     "members": members,
                     "blocks": blocks,
+                    ADDON: _addon(profiles),
                     REV: _next_rev(before),
                 }
         merged.version = int(before.get("version", 0)) + 1 if before else 1
@@ -956,6 +988,7 @@ class Normalizer:
         doc["content_hash"] = digest
         doc["members"] = members
         doc["blocks"] = blocks
+        doc[ADDON] = _addon(profiles)
         doc[REV] = _next_rev(before)
         return doc
 
@@ -991,6 +1024,11 @@ class Normalizer:
             stored_doc[REV] = _next_rev(canon[loser])
             docs.append(stored_doc)
         return docs
+
+
+def _addon(members: Sequence[Profile]) -> bool:
+    """An event is an add-on when its members are (the resolver never mixes the two)."""
+    return bool(members) and all(p.addon for p in members)
 
 
 def _next_rev(before: Document | None) -> int:

@@ -5,6 +5,7 @@ feed, imports, rate limit, cache, CSV export shared between replicas."""
 
 from __future__ import annotations
 
+import csv
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,13 +35,14 @@ from shared.metrics import ServiceMetrics
 from shared.mongo import (
     CATEGORIES,
     EVENTS,
+    EXPORTS,
     EXTERNAL_EVENTS,
     IMPORTS,
     LOCAL_EVENTS,
     Document,
     ensure_indexes,
 )
-from shared.search import with_search_fields
+from shared.search import ADDON, ADDON_REFUSED, with_search_fields
 from shared.settings import ApiSettings
 
 SECRET = "unit-test-secret-0123456789abcdef0123"
@@ -561,6 +563,18 @@ async def test_import_answers_201_then_400_and_202_when_slow(api: Api) -> None:
     assert again.status_code == 400
     assert again.json()["error"] == "Event already imported"
     assert again.json()["local_event_id"] == body["local_event_id"]
+    # Another organizer learns the event is on the platform, not an id it could not read.
+    elsewhere = await client.post("/external-events/meetup/7/import", headers=other)
+    assert elsewhere.status_code == 400
+    assert elsewhere.json() == {
+        "error": "Event already imported",
+        "message": "This event is already on the platform.",
+    }
+    bulk = await client.post(
+        "/imports/bulk", json={"items": [{"source": "meetup", "external_id": "7"}]}, headers=other
+    )
+    assert bulk.json()["results"][0]["status"] == 400, bulk.text
+    assert "local_event_id" not in bulk.json()["results"][0]
     assert len(fake.sent) == 1
 
     # The importer says so itself (a race the claim check did not see).
@@ -764,3 +778,53 @@ async def test_rs256_tokens_from_a_jwks() -> None:
     with pytest.raises(ApiError):
         await auth_.authenticate(hs)
     assert fetched == ["http://jwks"]
+
+
+async def test_csv_export_neutralises_spreadsheet_formulas(api: Api) -> None:
+    """A provider's text that a spreadsheet would run as a formula is written as text; a
+    negative number stays a number."""
+    admin = auth("admin")
+    now = datetime.now(UTC)
+    row = ["x:1", "x", "1", None, '=HYPERLINK("http://evil","click")', "+1 show", "@sum", "-5"]
+    await api.db[EXPORTS].insert_one({"_id": "x:1", "at": now, "row": [*row, -73.9]})
+    text = (await api.client.get("/external-events/export.csv", headers=admin)).text
+    cells = next(csv.reader(text.splitlines()[1:]))
+    assert cells == [
+        "x:1",
+        "x",
+        "1",
+        "",
+        '\'=HYPERLINK("http://evil","click")',
+        "'+1 show",
+        "'@sum",
+        "'-5",
+        "-73.9",
+    ]
+
+
+async def test_addons_are_listed_only_when_asked_and_never_imported(api: Api) -> None:
+    """A parking pass sold beside a performance is not a performance: searches leave it out
+    unless include_addons=true, and importing it is refused with a 400 saying why."""
+    client, user = api.client, auth("user")
+    now = datetime.now(UTC).replace(microsecond=0)
+    parking = external("seatgeek:77", "Parking Pass Electric Giants", now, days=2, canonical="c77")
+    parking[ADDON] = True
+    event = canonical([parking], updated_at=now)
+    with_search_fields([parking, event])
+    await api.db[EXTERNAL_EVENTS].insert_one(parking)
+    await api.db[EVENTS].insert_one(event)
+    for path in ("/external-events/search", "/events"):
+        plain = (await client.get(f"{path}?q=electric", headers=user)).json()["events"]
+        assert plain
+        assert not {e["id"] for e in plain} & {"seatgeek:77", "c77"}
+        shown = await client.get(f"{path}?q=electric&include_addons=true", headers=user)
+        addons = [e for e in shown.json()["events"] if e["id"] in {"seatgeek:77", "c77"}]
+        assert len(addons) == 1, shown.text
+        assert addons[0]["addon"] is True
+    refused = await client.post(
+        "/external-events/seatgeek/77/import", headers=auth("organizer", "olga")
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"] == ADDON_REFUSED
+    assert refused.json()["details"][0]["code"] == "addon"
+    assert api.fake.sent == []

@@ -268,3 +268,28 @@ async def test_an_older_fetch_never_overwrites_a_newer_one(
         microsecond=new.fetched_at.microsecond // 1000 * 1000
     )
     assert stored["version"] == 1
+
+
+async def test_addons_are_marked_and_old_ones_migrated(mongo_db: AsyncDatabase[Document]) -> None:
+    """A parking pass is stored with ``addon`` (its record and its event), so that listings
+    can leave it out; add-ons stored before the mark get it at start, from their members."""
+    records, truth = sandbox_records(300)
+    addon = next(raw for raw in records if "/" in truth[raw.key()])
+    show = next(raw for raw in records if "/" not in truth[raw.key()])
+    one, _ = await _workers(mongo_db)
+    await one.process([_message(addon), _message(show, 1)])
+    stored = {d["_id"]: d async for d in mongo_db[EXTERNAL_EVENTS].find({})}
+    assert (stored[addon.key()]["addon"], stored[show.key()]["addon"]) == (True, False)
+    events = {d["_id"]: d async for d in mongo_db[EVENTS].find({})}
+    assert {d["members"][0]["key"]: d["addon"] for d in events.values()} == {
+        addon.key(): True,
+        show.key(): False,
+    }
+    # As stored before the mark: gone from both; a later start puts it back, once.
+    await mongo_db[EVENTS].update_many({}, {"$unset": {"addon": ""}})
+    await mongo_db[EXTERNAL_EVENTS].update_many({}, {"$unset": {"addon": ""}})
+    await mongo_db["migrations"].delete_one({"_id": "catalogue.addons.v1"})
+    await one.start()
+    assert await mongo_db[EXTERNAL_EVENTS].count_documents({"addon": True}) == 1
+    assert await mongo_db[EVENTS].count_documents({"addon": True}) == 1
+    assert (await mongo_db[EXTERNAL_EVENTS].find_one({"addon": True}) or {})["_id"] == addon.key()

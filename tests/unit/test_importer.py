@@ -44,6 +44,7 @@ from shared.contracts import (
 )
 from shared.contracts.messages import MAX_BULK_ITEMS
 from shared.metrics import ServiceMetrics
+from shared.search import ADDON, ADDON_REFUSED
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(days=10)
@@ -246,6 +247,23 @@ def test_resolve_unknown_and_unreadable() -> None:
 def test_validate(update: dict[str, Any], expected: list[tuple[str, str]]) -> None:
     errors = validate(ext(**update), NOW)
     assert [(e.field, e.code) for e in errors] == expected
+
+
+def test_an_addon_is_never_imported_as_an_event() -> None:
+    """The normalizer marks add-ons in the store; resolution reads the mark, validation
+    refuses it, whichever way the request names the event."""
+    stored = {**doc(ext(canonical_id=None)), ADDON: True}
+    target = resolve(
+        req(provider=Provider.TICKETMASTER, external_id="G1"), {"ticketmaster:G1": stored}, {}
+    )
+    assert target is not None
+    assert target.addon
+    by_canonical = resolve(req(canonical_id="ev_1"), {}, {"ev_1": {**canon(), ADDON: True}})
+    assert by_canonical is not None
+    assert by_canonical.addon
+    errors = validate(target.event, NOW, addon=target.addon)
+    assert [(e.code, e.message) for e in errors] == [("addon", ADDON_REFUSED)]
+    assert validate(target.event, NOW) == []
 
 
 def test_rejection_message_is_the_seeds() -> None:
