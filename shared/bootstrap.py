@@ -18,7 +18,7 @@ from shared.mongo import (
     probe_capabilities,
 )
 from shared.s3 import ensure_bucket, s3_client
-from shared.settings import ServiceSettings, named_settings
+from shared.settings import ServiceSettings, load, named_settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ async def bootstrap(settings: ServiceSettings) -> Bootstrapped:
 
 def main() -> int:
     try:
-        done = asyncio.run(bootstrap(ServiceSettings()))
+        done = asyncio.run(bootstrap(load(ServiceSettings)))
     except StoreCapabilityError as err:
         print(f"bootstrap: {err}", file=sys.stderr)
         return 2

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+import sys
+from typing import Any, Literal, Self, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["dev", "test", "staging", "prod"]
@@ -321,6 +322,66 @@ class ApiSettings(ServiceSettings):
     access_log: bool = Field(
         default=True, description="one JSON line per request (probes and /metrics left out)"
     )
+    jwt_max_lifetime_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="outside dev/test, tokens valid for longer than this (exp - iat) are refused",
+    )
+
+    @model_validator(mode="after")
+    def _strong_shared_secret(self) -> Self:
+        # RFC 7518 3.2: an HS256 key of fewer than 256 bits can be brute-forced offline.
+        if self.environment in ("dev", "test") or self.jwt_algorithm != "HS256":
+            return self
+        if len(self.jwt_secret.get_secret_value().encode()) < HS256_MIN_BYTES:
+            raise ValueError(f"API_JWT_SECRET: an HS256 secret needs {HS256_MIN_BYTES}+ bytes")
+        return self
+
+
+HS256_MIN_BYTES = 32
+S = TypeVar("S", bound=BaseSettings)
+
+
+def env_name(settings: type[BaseSettings], loc: tuple[int | str, ...]) -> str:
+    """The environment variable a validation error's location stands for."""
+    if not loc:
+        return "settings"
+    field = settings.model_fields.get(str(loc[0]))
+    if field is None:
+        return str(loc[0])
+    if isinstance(field.validation_alias, str):
+        return field.validation_alias
+    nested = field.annotation
+    if isinstance(nested, type) and issubclass(nested, BaseSettings) and len(loc) > 1:
+        return env_name(nested, loc[1:])
+    return f"{settings.model_config.get('env_prefix') or ''}{loc[0]}".upper()
+
+
+def _nested(settings: type[BaseSettings], title: str) -> type[BaseSettings] | None:
+    for field in settings.model_fields.values():
+        nested = field.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseSettings):
+            if nested.__name__ == title:
+                return nested
+            if (deeper := _nested(nested, title)) is not None:
+                return deeper
+    return None
+
+
+def load(settings: type[S]) -> S:
+    """A service's settings, or exit 2 with one line naming each bad variable and its rule;
+    never a value (a bad setting may be a secret, and the traceback would print it)."""
+    try:
+        return settings()
+    except ValidationError as err:
+        # A nested group's own variables (KAFKA_*, MONGO_*) fail inside that group.
+        failed = _nested(settings, err.title) or settings
+        problems = [
+            f"{env_name(failed, tuple(e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+            for e in err.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        print(f"invalid settings ({settings.__name__}): " + "; ".join(problems), file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 SERVICE_SETTINGS: tuple[type[ServiceSettings], ...] = (

@@ -116,6 +116,7 @@ class Authenticator:
         jwks: JwksKeys | None = None,
         audience: str | None = None,
         issuer: str | None = None,
+        max_lifetime_s: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if algorithm == "HS256" and not secret:
@@ -127,6 +128,7 @@ class Authenticator:
         self.jwks = jwks
         self.audience = audience
         self.issuer = issuer
+        self.max_lifetime_s = max_lifetime_s
         self.clock = clock
         self._seen: dict[str, tuple[Principal, float]] = {}
 
@@ -173,6 +175,15 @@ class Authenticator:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise unauthorized("Invalid token: no subject")
+        if self.max_lifetime_s is not None:
+            # A long-lived token is a standing credential: whoever copies it keeps access.
+            issued = claims.get("iat")
+            since = float(issued) if isinstance(issued, int | float) else self.clock()
+            if float(claims["exp"]) - since > self.max_lifetime_s:
+                raise unauthorized(
+                    f"Invalid token: valid for more than {self.max_lifetime_s:.0f} s"
+                    " (API_JWT_MAX_LIFETIME_S)"
+                )
         role = role_of(claims)
         if role is None:
             raise forbidden("Token has no role (user, organizer or admin)")

@@ -33,7 +33,7 @@ from shared.logs import configure_logging
 from shared.metrics import ServiceMetrics
 from shared.mongo import get_database, make_client
 from shared.service import kafka_check, mongo_check
-from shared.settings import ApiSettings
+from shared.settings import ApiSettings, load
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,9 @@ def authenticator(settings: ApiSettings) -> Authenticator:
         jwks=jwks,
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
+        max_lifetime_s=(
+            None if settings.environment in ("dev", "test") else settings.jwt_max_lifetime_s
+        ),
     )
 
 
@@ -161,7 +164,7 @@ def build_app(settings: ApiSettings) -> FastAPI:
 
 
 def run() -> int:
-    settings = ApiSettings()
+    settings = load(ApiSettings)
     configure_logging("api", settings.log_level)
     uvicorn.run(
         build_app(settings),

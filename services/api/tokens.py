@@ -13,7 +13,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from services.api.auth import ROLE_NAMES, mint
-from shared.settings import ApiSettings
+from shared.settings import ApiSettings, load
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--private-key", type=Path, help="PEM RSA key: sign RS256 instead")
     parser.add_argument("--kid", help="key id for RS256 (as in the JWKS)")
     args = parser.parse_args(argv)
-    settings = ApiSettings()
+    settings = load(ApiSettings)
     if settings.environment not in ("dev", "test") and args.private_key is None:
         print("refusing to mint shared-secret tokens outside dev/test", file=sys.stderr)
         return 2

@@ -41,7 +41,7 @@ from shared.logs import configure_logging
 from shared.metrics import ServiceMetrics
 from shared.mongo import get_database, make_client
 from shared.service import serve
-from shared.settings import ImporterSettings, NotifierSettings
+from shared.settings import ImporterSettings, NotifierSettings, load
 
 log = logging.getLogger(__name__)
 
@@ -260,17 +260,17 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "notifier-replay-dlq":
         from services.importer.replay import replay_dlq
 
-        sent = asyncio.run(replay_dlq(NotifierSettings(), limit=args.max))
+        sent = asyncio.run(replay_dlq(load(NotifierSettings), limit=args.max))
         print(f"replayed {sent} dead-lettered notifications")
         return 0
     if args.command == "notifier":
-        notifier_settings = NotifierSettings()
+        notifier_settings = load(NotifierSettings)
         configure_logging("notifier", notifier_settings.log_level)
         base = ServiceMetrics("notifier")
         work = notifier_work(notifier_settings, NotifierMetrics(base))
         asyncio.run(serve("notifier", notifier_settings, base, work))
         return 0
-    settings = ImporterSettings()
+    settings = load(ImporterSettings)
     configure_logging("importer", settings.log_level)
     base = ServiceMetrics("importer")
     metrics = ImporterMetrics(base)

@@ -17,7 +17,7 @@ from services.ingestor.wiring import CallCounter, configured_queries, enabled_pr
 from shared.contracts import Provider
 from shared.contracts.messages import new_id
 from shared.logs import configure_logging
-from shared.settings import IngestorSettings
+from shared.settings import IngestorSettings, load
 
 
 class ProgressLine:
@@ -191,7 +191,7 @@ async def _replay(args: argparse.Namespace, settings: IngestorSettings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    settings = IngestorSettings()
+    settings = load(IngestorSettings)
     configure_logging("ingestor", settings.log_level)
     try:
         if args.command in ("ingest", "backfill"):

@@ -25,7 +25,7 @@ from shared.kafka import make_consumer, make_producer
 from shared.metrics import ServiceMetrics
 from shared.mongo import LEASES, Document
 from shared.service import serve
-from shared.settings import IngestorSettings
+from shared.settings import IngestorSettings, load
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def run(settings: IngestorSettings | None = None) -> int:
     """Serve health and metrics, run the scheduler (if enabled) and the job consumer."""
     from shared.logs import configure_logging
 
-    settings = settings or IngestorSettings()
+    settings = settings or load(IngestorSettings)
     configure_logging("ingestor", settings.log_level)
     base = ServiceMetrics("ingestor")
     metrics = IngestorMetrics(base)

@@ -35,11 +35,11 @@ from shared.logs import configure_logging
 from shared.metrics import ServiceMetrics
 from shared.mongo import get_database, make_client
 from shared.service import kafka_check, mongo_check
-from shared.settings import NormalizerSettings
+from shared.settings import NormalizerSettings, load
 
 log = logging.getLogger(__name__)
 
-settings = NormalizerSettings()
+settings = load(NormalizerSettings)
 configure_logging("normalizer", settings.log_level)
 
 app = faust.App(

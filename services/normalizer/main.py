@@ -14,9 +14,9 @@ def run() -> int:
     args = parser.parse_args()
     if args.command == "replay-dlq":
         from services.normalizer.replay import replay_dlq
-        from shared.settings import NormalizerSettings
+        from shared.settings import NormalizerSettings, load
 
-        sent = asyncio.run(replay_dlq(NormalizerSettings(), limit=args.max))
+        sent = asyncio.run(replay_dlq(load(NormalizerSettings), limit=args.max))
         print(f"replayed {sent} dead-lettered records to the input topic")
         return 0
     from services.normalizer.app import app
