@@ -98,19 +98,26 @@ def resolve(
     canonical_doc: Document | None = None
     canonical_keys: tuple[str, ...] = ()
     external_keys = [key]
+    data: EventFields = event
     if event.canonical_id:
         alive = survivor(event.canonical_id, canonicals)
         canonical_doc = canonicals.get(alive)
         canonical_keys = tuple(dict.fromkeys([event.canonical_id, alive]))
         if canonical_doc is not None:
             external_keys += [f"{s['source']}:{s['external_id']}" for s in _sources(canonical_doc)]
+            # The local event takes the catalogue's merged fields (one provider's record may
+            # lack the description or the venue another has); it still names the record.
+            try:
+                data = CanonicalEvent.model_validate(canonical_doc)
+            except ValidationError as err:
+                raise Unusable(field_errors(err)) from err
     return Target(
         claim_id=canonical_keys[-1] if canonical_keys else key,
         source=event.source,
         external_id=event.external_id,
         canonical_id=canonical_keys[-1] if canonical_keys else None,
         canonical_version=_version(canonical_doc),
-        event=event,
+        event=data,
         external_keys=tuple(dict.fromkeys(external_keys)),
         canonical_keys=canonical_keys,
         addon=bool(doc.get(ADDON)),

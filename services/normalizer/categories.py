@@ -284,7 +284,12 @@ def canonical_category(
     if source is Provider.EVENTBRITE:
         return _eventbrite(provider_categories)
     deepest = source is Provider.SEATGEEK
-    return _combine((match_name(pc.name) for pc in provider_categories), deepest=deepest)
+    category, sub = _combine((match_name(pc.name) for pc in provider_categories), deepest=deepest)
+    if deepest and any(pc.level == "type" and pc.name == "family" for pc in provider_categories):
+        # SeatGeek lists a family show under "theater" and says so only in its type: the type
+        # decides the category; a family subcategory (circus, ice shows) is kept.
+        return "family", sub if category == "family" else None
+    return category, sub
 
 
 def _eventbrite(provider_categories: Sequence[ProviderCategory]) -> Match:

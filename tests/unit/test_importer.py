@@ -182,14 +182,20 @@ def test_bulk_without_a_usable_item_list_is_one_rejection(items: Any) -> None:
 def test_resolve_by_source_claims_the_canonical_event_and_flags_all_its_sources() -> None:
     target = resolve(
         req(provider=Provider.TICKETMASTER, external_id="G1"),
-        {"ticketmaster:G1": doc(ext())},
-        {"ev_1": canon()},
+        {"ticketmaster:G1": doc(ext(description=None))},
+        {"ev_1": canon(description="Told by another provider")},
     )
     assert target is not None
     assert target.claim_id == "ev_1"
     assert (target.source, target.external_id) == (Provider.TICKETMASTER, "G1")
     assert target.canonical_version == 4
-    assert target.event.title == "Show"  # the organiser picked this provider's record
+    # The organiser picked this provider's record; the local event gets the merged fields.
+    assert (target.event.title, target.event.description) == (
+        "Show (canonical)",
+        "Told by another provider",
+    )
+    made = local_event(target, req(provider=Provider.TICKETMASTER, external_id="G1"), "le_1", NOW)
+    assert made.description == "Told by another provider"
     assert set(target.external_keys) == {"ticketmaster:G1", "seatgeek:9"}
     assert target.canonical_keys == ("ev_1",)
 

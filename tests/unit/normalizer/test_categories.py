@@ -180,3 +180,13 @@ def test_provider_category_docs_seatgeek_and_eventbrite() -> None:
         ("Rock", "Music", "3017"),
         ("Concert or Performance", None, "6"),
     ]
+
+
+def test_seatgeek_family_type_is_a_family_show() -> None:
+    """SeatGeek files a family show under "theater"; its type says family, and that decides."""
+    theater = ProviderCategory(source=Provider.SEATGEEK, name="theater", level="taxonomy")
+    circus = ProviderCategory(source=Provider.SEATGEEK, name="circus", level="taxonomy")
+    family = ProviderCategory(source=Provider.SEATGEEK, name="family", level="type")
+    assert canonical_category(Provider.SEATGEEK, [theater, family]) == ("family", None)
+    assert canonical_category(Provider.SEATGEEK, [circus, family]) == ("family", "circus")
+    assert canonical_category(Provider.SEATGEEK, [theater]) == ("arts & theatre", "theatre")
