@@ -47,8 +47,14 @@ class Match:
     confidence: float
 
 
+# Below this a name that is not the performer's (after normalising) is a different artist;
+# above it, a spelling variant ("Metalica").
+MIN_SPELLING_RATIO = 0.9
+
+
 def normalise(name: str) -> str:
     text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().casefold()
+    text = re.sub(r"\s*[&+]\s*", " and ", text)
     text = re.sub(r"[^a-z0-9 ]+", " ", text)
     text = re.sub(r"^the ", "", text.strip())
     return re.sub(r"\s+", " ", text).strip()
@@ -66,8 +72,8 @@ def score(wanted: str, candidates: list[dict[str, Any]]) -> tuple[dict[str, Any]
         name = normalise(str(artist.get("name") or ""))
         if not name:
             continue
-        scored.append((SequenceMatcher(None, target, name).ratio(), artist))
-    if not scored:
+        scored.append((_likeness(target, name), artist))
+    if not scored or max(r for r, _ in scored) == 0.0:
         return None
     best_ratio = max(r for r, _ in scored)
     tied = [a for r, a in scored if r >= best_ratio - 1e-9]
@@ -79,6 +85,19 @@ def score(wanted: str, candidates: list[dict[str, Any]]) -> tuple[dict[str, Any]
         if pops[0] >= 2 * max(pops[1], 1):
             confidence = min(best_ratio * 0.8, 1.0)
     return chosen, round(confidence, 3)
+
+
+def _likeness(wanted: str, name: str) -> float:
+    """1.0 for the same name (spaces aside: "AC/DC", "ACDC"); a near spelling keeps its
+    ratio; anything else is another artist, 0.0. A name that only contains the performer's
+    ("X Trio", "The X Band" for X), or is contained in it, is another act, however alike."""
+    if wanted == name or wanted.replace(" ", "") == name.replace(" ", ""):
+        return 1.0
+    words, others = set(wanted.split()), set(name.split())
+    if words < others or others < words:
+        return 0.0
+    ratio = SequenceMatcher(None, wanted, name).ratio()
+    return ratio if ratio >= MIN_SPELLING_RATIO else 0.0
 
 
 def spotify_id_of(attraction: dict[str, Any]) -> str | None:

@@ -56,3 +56,19 @@ def test_performers_found_in_both_event_shapes() -> None:
     assert [p.event_key for p in performers_in(Provider.SEATGEEK, sg)] == ["seatgeek:7"]
     assert [p.name for p in performers_in(Provider.SEATGEEK, sg)] == ["Lakers"]
     assert performers_in(Provider.MEETUP, sg) == []
+
+
+def test_a_name_that_only_contains_the_performers_is_another_act() -> None:
+    """A single search result named "X Trio" or "The X Band" is not X: no match at all."""
+    for other in ("Lumen Trio", "The Lumen Band", "Lumen and Friends"):
+        assert score("Lumen", [{"name": other, "popularity": 40}]) is None, other
+    assert score("Lumen Trio", [{"name": "Lumen", "popularity": 40}]) is None
+    # The same name written otherwise is still the same artist; a near spelling keeps its ratio.
+    for written in ("AC/DC", "Florence + the Machine", "Metalica"):
+        wanted = {"AC/DC": "ACDC", "Florence + the Machine": "Florence and The Machine"}.get(
+            written, "Metallica"
+        )
+        found = score(wanted, [{"name": written, "popularity": 50}])
+        assert found is not None, written
+        assert found[1] >= 0.9
+    assert score("Lumen", [{"name": "Lumex", "popularity": 50}]) is None
