@@ -44,6 +44,25 @@ def tokens(text: str | None) -> frozenset[str]:
     return frozenset(w for w in words if w not in STOPWORDS and not YEAR.fullmatch(w))
 
 
+# Variants providers write a performer's name in: a city abbreviated or not, "St." or
+# "Saint" ("The" and "&"/"and" are stop words already). Both sides are spelled out the same way.
+NAME_VARIANTS = {
+    "la": ("los", "angeles"),
+    "ny": ("new", "york"),
+    "nyc": ("new", "york"),
+    "sf": ("san", "francisco"),
+    "st": ("saint",),
+    "ste": ("sainte",),
+    "mt": ("mount",),
+}
+
+
+def performer_key(name: str) -> str:
+    """A performer's name as compared across providers: its words, variants spelled out."""
+    words = [w for t in tokens(name) for w in NAME_VARIANTS.get(t, (t,))]
+    return " ".join(sorted(set(words)))
+
+
 def overlap(a: frozenset[str], b: frozenset[str]) -> float:
     """Containment: how much of the shorter side the other covers (handles "+ - City")."""
     if not a or not b:
@@ -107,7 +126,7 @@ class Profile:
         # ("New York City vs. Dublin" / "PyData New York").
         place = tokens(venue.city) if venue and venue.city else frozenset()
         performers = frozenset(
-            " ".join(sorted(tokens(p.name))) for p in event.performers if tokens(p.name)
+            performer_key(p.name) for p in event.performers if performer_key(p.name)
         )
         title = tokens(event.title)
         return cls(

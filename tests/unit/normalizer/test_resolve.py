@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.normalizer.merge import content_hash, merge
-from services.normalizer.resolve import Profile, Resolver, canonical_id_for, score
+from services.normalizer.resolve import (
+    MATCH_THRESHOLD,
+    Profile,
+    Resolver,
+    canonical_id_for,
+    performer_key,
+    score,
+)
 from shared.contracts import EventStatus, ExternalEvent, Performer, PriceRange, Provider
 from shared.contracts.documents import Venue, When
 
@@ -163,3 +170,26 @@ def test_merge_takes_the_best_value_per_field() -> None:
     assert merged.performers[0].spotify_id == "4dpARuHxo51G3z768sgnrY"
     assert [s.source.value for s in merged.sources] == ["ticketmaster", "seatgeek"]
     assert content_hash(merged) == content_hash(merge("evt_x", [tbd, timed], {}))
+
+
+def test_performer_name_variants_are_one_performer() -> None:
+    """A city abbreviated or not, St./Saint, a leading "The", "&"/"and": the same line-up, so
+    the two-team rule does not veto the pair and it matches."""
+    a = event(
+        "ticketmaster",
+        "a",
+        "LA Miners vs. St. Louis Pioneers",
+        performers=[Performer(name="LA Miners"), Performer(name="St. Louis Pioneers")],
+    )
+    b = event(
+        "seatgeek",
+        "1",
+        "Saint Louis Pioneers at Los Angeles Miners",
+        performers=[
+            Performer(name="Saint Louis Pioneers"),
+            Performer(name="The Los Angeles Miners"),
+        ],
+    )
+    assert score(profile(a), profile(b)) >= MATCH_THRESHOLD
+    assert performer_key("Simon & Garfunkel") == performer_key("Simon and Garfunkel")
+    assert performer_key("NYC Rovers") == performer_key("New York Rovers")
