@@ -12,7 +12,8 @@ from shared.contracts.messages import Entity
 
 # A cancelled event can still read "live" or "completed": the truth is in
 # event_sales_status.message_code, which only comes with this expansion.
-EXPAND = "venue,ticket_availability,event_sales_status,category"
+# subcategory: its name (ids outside music have no table here, and the API names them).
+EXPAND = "venue,ticket_availability,event_sales_status,category,subcategory"
 
 
 @dataclass(frozen=True)

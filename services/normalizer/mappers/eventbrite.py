@@ -134,7 +134,6 @@ def _price(payload: dict[str, Any]) -> PriceRange | None:
 def _categories(payload: dict[str, Any]) -> list[ProviderCategory]:
     """category_id / subcategory_id / format_id, named from the expansion or the known table."""
     out: list[ProviderCategory] = []
-    expanded = obj(payload.get("category"))
     for field, level, table in (
         ("category_id", "category", EVENTBRITE_CATEGORIES),
         ("subcategory_id", "subcategory", EVENTBRITE_SUBCATEGORIES),
@@ -142,7 +141,9 @@ def _categories(payload: dict[str, Any]) -> list[ProviderCategory]:
         cid = text(payload.get(field))
         if cid is None:
             continue
-        same = level == "category" and text(expanded.get("id")) in (None, cid)
+        # ``expand=category,subcategory`` puts {id, name} beside the id.
+        expanded = obj(payload.get(level))
+        same = text(expanded.get("id")) in (None, cid)
         name = text(expanded.get("name")) if same else None
         known = table.get(cid)
         name = name or (known[0] if known else f"{level} {cid}")

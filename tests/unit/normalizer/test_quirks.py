@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from services.ingestor.providers.eventbrite import EXPAND as EVENTBRITE_EXPAND
 from services.normalizer import mappers
 from services.normalizer.mappers import MappingError, is_addon, map_artist, map_event
 from services.normalizer.mappers._common import coordinates, parse_duration
@@ -500,3 +501,23 @@ def test_contract_violations_become_mapping_errors(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(mappers._EVENT_MAPPERS, Provider.SEATGEEK, broken)
     with pytest.raises(MappingError, match=r"^min: does not fit the contract"):
         run(Provider.SEATGEEK, sg())
+
+
+def test_eventbrite_subcategory_named_from_the_expansion() -> None:
+    """Outside music there is no table of subcategory names: the ingestor expands the
+    subcategory, and its name is stored instead of a placeholder."""
+    expanded = eb(
+        category_id="101",
+        subcategory_id="1001",
+        subcategory={
+            "id": "1001",
+            "name": "Startups & Small Business",
+            "parent_category_id": "101",
+        },
+    )
+    names = {pc.level: pc.name for pc in run(Provider.EVENTBRITE, expanded).provider_categories}
+    assert names["subcategory"] == "Startups & Small Business"
+    bare = eb(category_id="101", subcategory_id="1001")
+    names = {pc.level: pc.name for pc in run(Provider.EVENTBRITE, bare).provider_categories}
+    assert names["subcategory"] == "subcategory 1001"
+    assert "subcategory" in EVENTBRITE_EXPAND.split(",")
