@@ -673,13 +673,20 @@ def mu_node(world: World, rec: Rec) -> dict[str, Any]:
         "duration": _iso_duration(perf.duration_min),
         "eventType": "ONLINE" if perf.online else ("HYBRID" if junk else "PHYSICAL"),
         "description": f"{rec.title}. Talks, pizza and networking.",
-        "group": {"id": group.id, "name": group.name, "urlname": urlname} if group else None,
+        "group": (
+            {"id": group.id, "name": group.name, "urlname": urlname, "timezone": perf.tz}
+            if group
+            else None
+        ),
         "venues": venues,
         "rsvps": {"totalCount": _h(rec.ext_id, "rsvp") % 120},
         "featuredEventPhoto": (
             {
                 "baseUrl": "https://secure-content.meetupstatic.com/images/classic-events/",
-                "id": str(_h(rec.ext_id, "photo") % 10**9),
+                "id": (photo := str(_h(rec.ext_id, "photo") % 10**9)),
+                "highResUrl": (
+                    f"https://secure-content.meetupstatic.com/images/classic-events/highres_{photo}.jpeg"
+                ),
             }
             if _h(rec.ext_id, "ph") % 3 == 0
             else None

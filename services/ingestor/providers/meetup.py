@@ -24,7 +24,8 @@ query GroupEvents($urlname: String!, $first: Int, $after: String,
         token id title description dateTime endTime duration status eventType eventUrl
         venues { name address city state postalCode country lat lon }
         feeSettings { amount currency }
-        featuredEventPhoto { baseUrl }
+        featuredEventPhoto { id baseUrl highResUrl }
+        group { id urlname name timezone }
       } }
     }
   }

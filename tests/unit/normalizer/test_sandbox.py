@@ -11,6 +11,7 @@ import pytest
 
 from deploy.sandbox import World, render
 from deploy.sandbox.world import Rec
+from services.ingestor.providers.meetup import GROUP_EVENTS
 from services.normalizer.mappers import is_addon, map_event
 from shared.contracts import EventStatus, ExternalEvent, Provider, RawRecord
 
@@ -83,9 +84,24 @@ def test_known_times_match_the_world(
             wall = rec.start.astimezone(tz).replace(tzinfo=None).isoformat(timespec="seconds")
             assert event.start.local == wall
         else:
-            # Meetup sends an offset, not a zone: the wall clock is still right.
+            # Meetup sends an offset on the event; the zone comes from the group we ask for.
             local = rec.start.astimezone(ZoneInfo(rec.perf.tz)).replace(tzinfo=None)
             assert event.start.local == local.isoformat(timespec="seconds")
+            if rec.perf.group is not None:
+                assert event.start.timezone == rec.perf.tz, rec.ext_id
+
+
+def test_meetup_photos_and_zones_are_asked_for_and_mapped(
+    events: list[tuple[Rec, dict[str, Any], ExternalEvent]],
+) -> None:
+    """The GraphQL query names what the mapper reads (the real API sends only what is asked)."""
+    for field in ("highResUrl", "id baseUrl", "timezone"):
+        assert field in GROUP_EVENTS, field
+    photos = [(body, event) for rec, body, event in events if rec.provider == "meetup"]
+    with_photo = [(b, e) for b, e in photos if b.get("featuredEventPhoto")]
+    assert with_photo
+    for body, event in with_photo:
+        assert event.image_url == body["featuredEventPhoto"]["highResUrl"]
 
 
 def test_tbd_rule(events: list[tuple[Rec, dict[str, Any], ExternalEvent]]) -> None:
