@@ -66,20 +66,20 @@ def test_hard_rules_rule_a_match_out() -> None:
     assert score(base, profile(other)) == 0
 
 
+def game(source: str, title: str, *teams: str) -> Profile:
+    """A game as one provider lists it: its title and its two teams as performers."""
+    return profile(event(source, title, title, performers=[Performer(name=t) for t in teams]))
+
+
 def test_different_two_team_line_ups_never_match() -> None:
-    a = event(
+    a = game(
         "ticketmaster",
-        "a",
         "Chicago Athletic vs. Nashville Rovers",
-        performers=[Performer(name="Chicago Athletic"), Performer(name="Nashville Rovers")],
+        "Chicago Athletic",
+        "Nashville Rovers",
     )
-    b = event(
-        "seatgeek",
-        "1",
-        "Madrid Rovers at Chicago Athletic",
-        performers=[Performer(name="Madrid Rovers"), Performer(name="Chicago Athletic")],
-    )
-    assert score(profile(a), profile(b)) == 0
+    b = game("seatgeek", "Madrid Rovers at Chicago Athletic", "Madrid Rovers", "Chicago Athletic")
+    assert score(a, b) == 0
 
 
 def test_resolver_ids_are_stable_and_clusters_join() -> None:
@@ -175,21 +175,13 @@ def test_merge_takes_the_best_value_per_field() -> None:
 def test_performer_name_variants_are_one_performer() -> None:
     """A city abbreviated or not, St./Saint, a leading "The", "&"/"and": the same line-up, so
     the two-team rule does not veto the pair and it matches."""
-    a = event(
-        "ticketmaster",
-        "a",
-        "LA Miners vs. St. Louis Pioneers",
-        performers=[Performer(name="LA Miners"), Performer(name="St. Louis Pioneers")],
-    )
-    b = event(
+    a = game("ticketmaster", "LA Miners vs. St. Louis Pioneers", "LA Miners", "St. Louis Pioneers")
+    b = game(
         "seatgeek",
-        "1",
         "Saint Louis Pioneers at Los Angeles Miners",
-        performers=[
-            Performer(name="Saint Louis Pioneers"),
-            Performer(name="The Los Angeles Miners"),
-        ],
+        "Saint Louis Pioneers",
+        "The Los Angeles Miners",
     )
-    assert score(profile(a), profile(b)) >= MATCH_THRESHOLD
+    assert score(a, b) >= MATCH_THRESHOLD
     assert performer_key("Simon & Garfunkel") == performer_key("Simon and Garfunkel")
     assert performer_key("NYC Rovers") == performer_key("New York Rovers")
