@@ -158,17 +158,27 @@ class Sinks:
 TRANSIENT = (ConnectionFailure, KafkaError)
 
 
+class Outage:
+    """Waits that double from 0.5 s to 10 s while something the batch needs is unavailable."""
+
+    def __init__(self) -> None:
+        self.delay = 0.5
+
+    async def wait(self, what: str, err: BaseException) -> None:
+        log.warning("%s, retrying in %.1fs: %s", what, self.delay, err)
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, 10.0)
+
+
 async def prepared(normalizer: Normalizer, batch: list[Message]) -> Plan | None:
     """The batch resolved, store outages waited out; None when it failed for a reason of its
     own (a poison record), so that ``handle`` takes its records one by one."""
-    delay = 0.5
+    outage = Outage()
     while True:
         try:
             return await normalizer.prepare(batch)
         except TRANSIENT as err:
-            log.warning("store unavailable, retrying the batch in %.1fs: %s", delay, err)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            await outage.wait("store unavailable", err)
         except Exception as err:  # noqa: BLE001 - isolate the poison message, keep the stream
             log.warning("batch failed (%s); retrying its records one by one", err)
             return None
@@ -177,15 +187,13 @@ async def prepared(normalizer: Normalizer, batch: list[Message]) -> Plan | None:
 async def committed(write: Callable[[], Awaitable[None]]) -> bool:
     """Run one write of a prepared batch, outages waited out; False when it failed for good
     (the batch is then redone one by one)."""
-    delay = 0.5
+    outage = Outage()
     while True:
         try:
             await write()
             return True
         except TRANSIENT as err:
-            log.warning("store unavailable, retrying the write in %.1fs: %s", delay, err)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            await outage.wait("store unavailable", err)
         except WriteConflict as err:
             log.info("%s; resolving the batch again", err)
             conflicts_total.inc()
@@ -196,35 +204,29 @@ async def committed(write: Callable[[], Awaitable[None]]) -> bool:
 
 
 async def dead_letters(sinks: Sinks, rejected: list[Rejected]) -> None:
-    delay = 0.5
+    outage = Outage()
     while rejected:
         try:
             await sinks.dead_letters(rejected)
             break
         except KafkaError as err:
             # Not acknowledged by the DLQ yet: acking the batch now would lose them.
-            log.warning("DLQ unavailable, retrying in %.1fs: %s", delay, err)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            await outage.wait("DLQ unavailable", err)
 
 
 async def handle(normalizer: Normalizer, sinks: Sinks, batch: list[Message]) -> Outcome:
     """Process a batch; transient failures are retried here, because faust acks regardless."""
-    delay = 0.5
+    outage = Outage()
     while True:
         try:
             outcome = await normalizer.process(batch)
             break
         except TRANSIENT as err:
-            log.warning("store unavailable, retrying the batch in %.1fs: %s", delay, err)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            await outage.wait("store unavailable", err)
         except WriteConflict as err:
             # Another worker wrote what this batch read: resolving it again reads that.
-            log.info("%s; resolving the batch again in %.1fs", err, delay)
             conflicts_total.inc()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            await outage.wait("resolving the batch again", err)
         except Exception as err:  # noqa: BLE001 - isolate the poison message, keep the stream
             if len(batch) == 1:
                 outcome = Outcome(rejected=[Rejected(batch[0], type(err).__name__, str(err))])
@@ -375,7 +377,7 @@ async def normalize(stream: AsyncIterable[Any]) -> None:
                 if plan is not None:
                     await normalizer.abandon(plan)
                     plan = None
-                store.staged = {name: {} for name in store.staged}
+                store.forget_staged()
                 for batch in failed:
                     redone = await handle(normalizer, sinks, _messages(batch.events))
                     _settle(normalizer, batch.events, redone)

@@ -252,6 +252,11 @@ class CatalogueStore:
         ):
             self.staged[collection].update((str(d["_id"]), d) for d in docs)
 
+    def forget_staged(self) -> None:
+        """Drop every staged document (their batches will be resolved again)."""
+        for staged in self.staged.values():
+            staged.clear()
+
     def unstage(
         self, step: WriteStep, collections: Sequence[str] = (EVENTS, EXTERNAL_EVENTS)
     ) -> None:

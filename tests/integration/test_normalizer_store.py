@@ -236,7 +236,7 @@ async def test_two_workers_never_overwrite_each_others_members(
     await two.commit(joined)
     with pytest.raises(WriteConflict):
         await one.commit(rewritten)
-    one.store.staged = {EVENTS: {}, EXTERNAL_EVENTS: {}}
+    one.store.forget_staged()
     await one.process([_message(changed)])
     events = [d async for d in mongo_db[EVENTS].find({})]
     assert len(events) == 1
@@ -258,7 +258,7 @@ async def test_an_older_fetch_never_overwrites_a_newer_one(
     await owner.process([_message(new)])
     with pytest.raises(WriteConflict):
         await zombie.commit(late)
-    zombie.store.staged = {EVENTS: {}, EXTERNAL_EVENTS: {}}
+    zombie.store.forget_staged()
     again = await zombie.process([_message(old)])
     assert again.stale == 1
     stored = await mongo_db[EXTERNAL_EVENTS].find_one({"_id": old.key()})
