@@ -340,7 +340,7 @@ def kafka_prepare(ports: dict[str, int], run: RunDir = DEFAULT_RUN) -> None:
     log4j = run.kafka / "log4j2.yaml"
     log4j.write_text((HERE / "kafka" / "log4j2.yaml").read_text())
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = kafka_cluster_id()
         proc = subprocess.run(
             [
                 "java",
@@ -349,8 +349,7 @@ def kafka_prepare(ports: dict[str, int], run: RunDir = DEFAULT_RUN) -> None:
                 f"-Dlog4j2.configurationFile={log4j}",
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(props),
             ],
@@ -359,6 +358,15 @@ def kafka_prepare(ports: dict[str, int], run: RunDir = DEFAULT_RUN) -> None:
         )
         if proc.returncode != 0:
             raise StackError(f"formatting Kafka storage failed:\n{proc.stdout}{proc.stderr}")
+
+
+def kafka_cluster_id() -> str:
+    """A random Kafka cluster id that never starts with "-" (read as an option otherwise)."""
+    # Kafka's own Uuid.randomUuid draws again for the same reason; one id in 64 started with "-".
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def kafka_command(ports: dict[str, int], run: RunDir = DEFAULT_RUN) -> list[str]:

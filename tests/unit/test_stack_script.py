@@ -137,3 +137,17 @@ def test_failed_build_names_its_log(tmp_path: Path) -> None:
     run = stack.RunDir(tmp_path / "run")
     with pytest.raises(stack.StackError, match=f"log: {run.logs / 'build-false.log'}"):
         stack.run_build(["false"], cwd=tmp_path, env=None, what="false thing", run=run)
+
+
+def test_kafka_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # uuid4 bytes whose base64 starts with "-" (0xf8 -> "-" in the urlsafe alphabet) come first.
+    draws = iter([bytes([0xF8]) + bytes(15), bytes([0x10]) + bytes(15)])
+
+    class Fake:
+        def __init__(self, raw: bytes) -> None:
+            self.bytes = raw
+
+    monkeypatch.setattr(stack.uuid, "uuid4", lambda: Fake(next(draws)))
+    cluster_id = stack.kafka_cluster_id()
+    assert not cluster_id.startswith("-")
+    assert len(cluster_id) == 22
