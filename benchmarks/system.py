@@ -314,7 +314,7 @@ class Options:
 
 
 class Pipeline:
-    """Kafka, the MongoDB-wire server, moto and the sandbox, then the five services, all
+    """Kafka, the MongoDB-wire server, S3 (gofakes3) and the sandbox, then the five services, all
     private and local.
 
     Everything listens on 127.0.0.1 on free ports and keeps its data under ``workdir``;
@@ -373,6 +373,7 @@ class Pipeline:
         # No-ops when the jars and the binary are already built (build logs go to our dir).
         stack.build_kafka(self.run_dir)
         stack.build_mongo(self.run_dir)
+        stack.build_s3(self.run_dir)
         kafka_ports = {"port": stack.free_port(), "controller": stack.free_port()}
         stack.kafka_prepare(kafka_ports, self.run_dir)
         kafka_argv = stack.kafka_command(kafka_ports, self.run_dir)
@@ -395,9 +396,9 @@ class Pipeline:
         )
         self.procs["s3"] = Proc(
             "s3",
-            stack.moto_command(s3_port),
+            stack.s3_command(s3_port, self.run_dir),
             self.logs / "s3.log",
-            ready=in_thread(lambda: stack.moto_ready(s3_port)),
+            ready=in_thread(lambda: stack.s3_ready(s3_port)),
         )
         sandbox_port = stack.free_port()
         self.ports["sandbox"] = sandbox_port

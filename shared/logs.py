@@ -7,6 +7,7 @@ import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -65,9 +66,14 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
-    """Send every logger's records to stderr as JSON lines."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(service: str, level: str = "INFO", file: Path | None = None) -> None:
+    """Send every logger's records to stderr (or appended to ``file``) as JSON lines."""
+    handler: logging.Handler
+    if file is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(file, encoding="utf-8")
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]

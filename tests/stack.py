@@ -112,6 +112,7 @@ def local_stack(components: list[str]) -> Iterator[dict[str, str]]:
             if set(to_start) == set(ENV_KEYS):
                 shutil.rmtree(TEST_RUN / "kafka", ignore_errors=True)
                 shutil.rmtree(TEST_RUN / "mongo", ignore_errors=True)
+                shutil.rmtree(TEST_RUN / "s3", ignore_errors=True)
 
 
 @contextlib.contextmanager

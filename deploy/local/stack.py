@@ -1,10 +1,12 @@
-"""Local stack without Docker: real Kafka (KRaft), a MongoDB-wire server and moto S3 on loopback.
+"""Local stack without Docker: real Kafka (KRaft), a MongoDB-wire server and S3 on loopback.
 
 Usage: stack.py [--run-dir DIR] {up,down,status,env,logs} [component ...]
 
 The MongoDB-wire server is SecantusDB's ``secantusd-rs`` (WiredTiger storage), built once with
 cargo from crates.io at a pinned version into ``$MARQUEE_TOOLS_DIR`` (default
-``~/.cache/marquee``, outside the clone, so every clone on a machine shares the build). Jars,
+``~/.cache/marquee``, outside the clone, so every clone on a machine shares the build); the S3
+server is gofakes3 with its bolt (one-file) backend, built the same way with ``go install``
+from the Go module proxy, so the raw archive survives a restart. Jars,
 data, logs and pid files live under ``$MARQUEE_CACHE_DIR`` (default ``.cache/`` in the repo,
 git-ignored); one stack's data, logs and state under its run dir (``.cache/run`` for
 ``./marquee up``; the tests use their own).
@@ -51,6 +53,9 @@ SECANTUS_CRATE = "secantus-mdb"
 SECANTUS_VERSION = "0.5.3-beta.196"
 SECANTUS_ROOT = TOOLS / f"{SECANTUS_CRATE}-{SECANTUS_VERSION}"
 SECANTUS_BIN = SECANTUS_ROOT / "bin" / "secantusd-rs"
+GOFAKES3_MODULE = "github.com/johannesboyne/gofakes3"
+GOFAKES3_VERSION = "v1.2.0"
+GOFAKES3_BIN = TOOLS / f"gofakes3-{GOFAKES3_VERSION}" / "gofakes3"
 
 
 @dataclass(frozen=True)
@@ -491,19 +496,58 @@ def mongo_probe(ports: dict[str, int]) -> str:
         raise StackError(str(err)) from err
 
 
-# moto (S3) --------------------------------------------------------------------------------
+# S3 (gofakes3, bolt backend) ---------------------------------------------------------------
 
 
-def moto_command(ports: dict[str, int]) -> list[str]:
-    return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(ports["port"])]
+def build_s3(run: RunDir = DEFAULT_RUN) -> None:
+    """``go install`` gofakes3's server at the pinned version, once per machine."""
+    if GOFAKES3_BIN.exists():
+        return
+    with build_lock("gofakes3"):
+        if GOFAKES3_BIN.exists():  # another process built it while we waited
+            return
+        if shutil.which("go") is None:
+            raise StackError(
+                "the local S3 server (gofakes3) is built with Go, which is not on PATH: install "
+                "Go 1.21+ (apt-get install golang-go), or set S3_ENDPOINT_URL to a running S3"
+            )
+        staging = GOFAKES3_BIN.parent.with_name(GOFAKES3_BIN.parent.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        run_build(
+            ["go", "install", f"{GOFAKES3_MODULE}/cmd/gofakes3@{GOFAKES3_VERSION}"],
+            cwd=TOOLS,
+            env={**os.environ, "GOBIN": str(staging), "GOFLAGS": "-buildvcs=false"},
+            what=f"gofakes3 {GOFAKES3_VERSION} (Go module proxy, go install; ~30 s cold)",
+            run=run,
+        )
+        shutil.rmtree(GOFAKES3_BIN.parent, ignore_errors=True)
+        staging.rename(GOFAKES3_BIN.parent)  # whole or not at all
 
 
-def moto_ready(ports: dict[str, int]) -> None:
+def s3_command(ports: dict[str, int], run: RunDir = DEFAULT_RUN) -> list[str]:
+    # One bbolt file holds every bucket and object: `down` and `up` keep the raw archive.
+    data = run.root / "s3"
+    data.mkdir(parents=True, exist_ok=True)
+    return [
+        str(GOFAKES3_BIN),
+        "-backend",
+        "bolt",
+        "-bolt.db",
+        str(data / "s3.db"),
+        "-host",
+        f"{HOST}:{ports['port']}",
+        # A line per request would grow the log by the archive's size in lines; errors still show.
+        "-quiet",
+    ]
+
+
+def s3_ready(ports: dict[str, int]) -> None:
     import urllib.request
 
-    with urllib.request.urlopen(f"http://{HOST}:{ports['port']}/moto-api/", timeout=2) as resp:
+    # ListBuckets: answered only once the bolt file is open.
+    with urllib.request.urlopen(f"http://{HOST}:{ports['port']}/", timeout=2) as resp:
         if resp.status != 200:
-            raise RuntimeError(f"moto answered {resp.status}")
+            raise RuntimeError(f"S3 answered {resp.status}")
 
 
 # provider sandbox ------------------------------------------------------------------------
@@ -543,6 +587,7 @@ def sandbox_env(base: str) -> dict[str, str]:
 
     Call rates stay under the sandbox's (= the real providers') limits, a little faster than
     the conservative production defaults so the demo's first sync takes a minute, not ten.
+    Meetup keeps its default: its points budget is what bounds the first sync already.
     """
     import urllib.request
 
@@ -557,7 +602,6 @@ def sandbox_env(base: str) -> dict[str, str]:
         "TICKETMASTER_RATE_PER_S": "4",
         "SEATGEEK_RATE_PER_S": "8",
         "EVENTBRITE_RATE_PER_S": "8",
-        "MEETUP_RATE_PER_S": "4",
         "SPOTIFY_RATE_PER_S": "5",
         "SPOTIFY_MAX_LOOKUPS_PER_SYNC": "150",
     }
@@ -567,7 +611,7 @@ def sandbox_env(base: str) -> dict[str, str]:
 
 
 def service(
-    name: str, argv: tuple[str, ...], port_var: str, **extra: str
+    name: str, argv: tuple[str, ...], port_var: str, *, providers: bool = False, **extra: str
 ) -> tuple[
     Callable[[dict[str, int], RunDir], list[str]],
     Callable[[dict[str, int], dict[str, dict[str, object]], RunDir], dict[str, str]],
@@ -581,8 +625,10 @@ def service(
     def env(
         ports: dict[str, int], state: dict[str, dict[str, object]], run: RunDir
     ) -> dict[str, str]:
+        # The ingestor calls the providers: the sandbox's, when this stack runs it.
+        sandbox = providers and status_of(COMPONENTS["sandbox"], state, run)[0] == "running"
         return {
-            **endpoints(state, sandbox=False),
+            **endpoints(state, sandbox=sandbox),
             "MARQUEE_ENV": os.environ.get("MARQUEE_ENV", "dev"),
             port_var: str(ports["port"]),
             **{k: v.format(run=run.root) for k, v in extra.items()},
@@ -600,6 +646,10 @@ def service(
 
 
 SERVICES = {
+    # The scheduler (a sync every INGESTOR_SYNC_INTERVAL_HOURS), on-demand jobs, health.
+    "ingestor": service(
+        "ingestor", ("services.ingestor", "serve"), "INGESTOR_HTTP_PORT", providers=True
+    ),
     "normalizer": service(
         "normalizer",
         ("services.normalizer",),
@@ -626,13 +676,6 @@ def sandbox_check(run: RunDir) -> None:
         raise StackError("the deploy package is not installed: run ./marquee setup first")
 
 
-def no_build(run: RunDir) -> None:
-    try:
-        import moto.server  # noqa: F401
-    except ImportError as err:
-        raise StackError("moto[server] is not installed: run ./marquee setup first") from err
-
-
 COMPONENTS: dict[str, Component] = {
     "kafka": Component(
         "kafka",
@@ -646,8 +689,8 @@ COMPONENTS: dict[str, Component] = {
     "mongo": Component(
         "mongo", ("port",), build_mongo, mongo_command, mongo_ready, probe=mongo_probe
     ),
-    # moto and the sandbox keep nothing on disk: their command does not need the run dir.
-    "s3": Component("s3", ("port",), no_build, lambda ports, run: moto_command(ports), moto_ready),
+    "s3": Component("s3", ("port",), build_s3, s3_command, s3_ready),
+    # The sandbox keeps nothing on disk: its command does not need the run dir.
     "sandbox": Component(
         "sandbox",
         ("port",),
@@ -786,9 +829,14 @@ def select(names: list[str]) -> list[Component]:
 def cmd_up(names: list[str], run: RunDir = DEFAULT_RUN) -> int:
     state = load_state(run)
     comps = select(names)
-    waiters = [start(comp, state, run) for comp in comps]
-    for wait in waiters:
-        wait()
+    # Servers and the sandbox first, ready, then the services that read their endpoints.
+    for group in (
+        [c for c in comps if c.name not in SERVICES],
+        [c for c in comps if c.name in SERVICES],
+    ):
+        waiters = [start(comp, state, run) for comp in group]
+        for wait in waiters:
+            wait()
     for comp in comps:
         if comp.probe is not None:
             ports = {label: int(str(state[comp.name][label])) for label in comp.ports}

@@ -4,44 +4,60 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TextIO
 
 from services.ingestor.errors import ProviderError
 from services.ingestor.jobs import open_resources, replay, run_sync
+from services.ingestor.service import mark_synced
 from services.ingestor.sync import SyncQuery, SyncReport
 from services.ingestor.wiring import CallCounter, configured_queries, enabled_providers
 from shared.contracts import Provider
 from shared.contracts.messages import new_id
-from shared.logs import configure_logging
+from shared.logs import configure_logging, scrub
+from shared.mongo import LEASES
 from shared.settings import IngestorSettings, load
 
 
 class ProgressLine:
-    """One status line on stderr: rewritten in place on a terminal, every 5 s otherwise."""
+    """One status line on stderr: rewritten in place on a terminal, every 5 s otherwise.
+
+    While a provider makes the sync wait (throttled, retrying), the line says why.
+    """
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.out: TextIO = stream or sys.stderr
         self.tty = self.out.isatty()
         self.last = 0.0
+        self.text = ""
+        self.why = ""
 
     def __call__(self, report: SyncReport) -> None:
-        now = time.monotonic()
-        if not self.tty and now - self.last < 5:
-            return
-        if self.tty and now - self.last < 0.1:
-            return
-        self.last = now
         rate = report.records / report.seconds if report.seconds else 0.0
-        text = (
+        self.text = (
             f"{report.provider.value}/{report.query}: window {report.windows} "
             f"records {report.records} pages {report.pages} ({rate:.0f}/s)"
         )
+        self.why = ""  # a page came in: whatever made it wait is over
+        self._show()
+
+    def waiting(self, why: str) -> None:
+        self.why = why
+        self._show()
+
+    def _show(self) -> None:
+        now = time.monotonic()
+        if now - self.last < (0.1 if self.tty else 5):
+            return
+        self.last = now
+        text = f"{self.text} | waiting: {self.why}" if self.why else self.text
         print(
-            ("\r" + text.ljust(90)) if self.tty else text,
+            ("\r" + text[:150].ljust(90)) if self.tty else text,
             end="" if self.tty else "\n",
             file=self.out,
             flush=True,
@@ -50,6 +66,18 @@ class ProgressLine:
     def done(self) -> None:
         if self.tty:
             print(file=self.out)
+
+
+class WaitReasons(logging.Handler):
+    """A provider call's throttle or retry, shown on the progress line as the reason it waits."""
+
+    def __init__(self, line: ProgressLine) -> None:
+        super().__init__(logging.INFO)
+        self.line = line
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "services.ingestor.http" and getattr(record, "provider", None):
+            self.line.waiting(scrub(record.getMessage()))
 
 
 def summarise(provider: Provider, reports: list[SyncReport]) -> str:
@@ -123,11 +151,13 @@ def parser() -> argparse.ArgumentParser:
         else:
             cmd.add_argument("--from", dest="start", type=_day, required=True)
             cmd.add_argument("--to", dest="end", type=_day, required=True)
+        cmd.add_argument("--log-file", type=Path, help="JSON log lines here, not on stderr")
     rep = sub.add_parser("replay", help="republish archived pages fetched in a time range")
     rep.add_argument("--provider", required=True, choices=[p.value for p in Provider])
     rep.add_argument("--stream", default="events")
     rep.add_argument("--since", type=_when, required=True)
     rep.add_argument("--until", type=_when, default=None)
+    rep.add_argument("--log-file", type=Path, help="JSON log lines here, not on stderr")
     return top
 
 
@@ -141,8 +171,11 @@ async def _ingest(args: argparse.Namespace, settings: IngestorSettings) -> int:
         start = args.start
     counter = CallCounter()
     line = ProgressLine()
+    reasons = WaitReasons(line)
+    logging.getLogger().addHandler(reasons)
     job_id = new_id()
     began = time.monotonic()
+    began_at = datetime.now(UTC)
     async with open_resources(settings) as resources:
         reports = await run_sync(
             settings,
@@ -155,6 +188,12 @@ async def _ingest(args: argparse.Namespace, settings: IngestorSettings) -> int:
             max_records=args.max,
             start=start,
         )
+        whole = args.command == "ingest" and not (args.provider or args.query or args.max)
+        if whole and all(r.resume_at is None for r in reports):
+            # Every configured query ran to its end: the service's scheduler counts this as
+            # its sync, rather than repeating it as soon as it starts.
+            await mark_synced(resources.db[LEASES], began_at)
+    logging.getLogger().removeHandler(reasons)
     line.done()
     elapsed = time.monotonic() - began
     if args.verbose:
@@ -192,7 +231,7 @@ async def _replay(args: argparse.Namespace, settings: IngestorSettings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = load(IngestorSettings)
-    configure_logging("ingestor", settings.log_level)
+    configure_logging("ingestor", settings.log_level, getattr(args, "log_file", None))
     try:
         if args.command in ("ingest", "backfill"):
             return asyncio.run(_ingest(args, settings))
