@@ -311,3 +311,71 @@ def test_a_member_whose_provider_fixed_its_zone_stays() -> None:
     assert resolver.add(listed("seatgeek", "Boston Pioneers at Los Angeles Miners", 6))[0] == cid
     assert resolver.add(listed("seatgeek", "Boston Pioneers at Los Angeles Miners"))[0] == cid
     assert resolver.split_from == {}
+
+
+def zoned(source: str, ext: str, hours: int, zone: str, **changes: Any) -> ExternalEvent:
+    """The 19:30 game as one source lists it, in ``zone`` (its UTC follows from the zone)."""
+    start = START + timedelta(hours=hours)
+    record = event(source, ext, "Miners vs. Pioneers", start=start, wall=WALL, **changes)
+    record.start = When(utc=start, local=WALL, timezone=zone)
+    return record
+
+
+ARENA = Venue(name="Crypto.com Arena", city="Los Angeles", lat=34.043, lon=-118.267)
+
+
+def test_merge_flags_the_source_whose_start_is_whole_hours_off() -> None:
+    """Eventbrite's organiser left the event in New York time: 19:30 there is 3 h early."""
+    la = Venue(**{**ARENA.model_dump(), "timezone": "America/Los_Angeles"})
+    tm = zoned("ticketmaster", "a", 0, "America/Los_Angeles", venue=la)
+    sg = zoned("seatgeek", "1", 0, "America/Los_Angeles", venue=la)
+    eb = zoned("eventbrite", "e", -3, "America/New_York", venue=ARENA)
+    eb.end = When(utc=START + timedelta(hours=-1), timezone="America/New_York")
+    merged = merge("evt_x", [eb, sg, tm], {})
+    assert merged.start.utc == START
+    assert merged.end is None  # Eventbrite's end is as far off as its start
+    [conflict] = merged.start_conflicts
+    assert conflict.model_dump() == {
+        "source": Provider.EVENTBRITE,
+        "external_id": "e",
+        "utc": START - timedelta(hours=3),
+        "timezone": "America/New_York",
+        "hours": -3,
+    }
+    # Subscribers see the flag (it is in the content hash), and it is stored.
+    assert content_hash(merged) != content_hash(merged.model_copy(update={"start_conflicts": []}))
+    assert merged.to_document()["start_conflicts"][0]["hours"] == -3
+
+
+def test_merge_start_the_venue_zone_wins_a_tie_over_the_leading_source() -> None:
+    """Two sources, one hour apart: Eventbrite leads Meetup, but Meetup's start is the wall
+    clock in the venue's zone (as its venue reports it) and Eventbrite's is not."""
+    eb = zoned("eventbrite", "e", -1, "America/Denver", venue=ARENA)
+    la = Venue(**{**ARENA.model_dump(), "timezone": "America/Los_Angeles"})
+    mu = zoned("meetup", "m", 0, "America/Los_Angeles", venue=la)
+    merged = merge("evt_x", [eb, mu], {})
+    assert merged.start.utc == START
+    assert merged.start.timezone == "America/Los_Angeles"
+    assert [(c.source, c.hours) for c in merged.start_conflicts] == [(Provider.EVENTBRITE, -1)]
+    # Nobody reports the venue's zone: the leading source's start stays (and the other's is
+    # flagged).
+    plain = merge("evt_x", [eb, zoned("meetup", "m", 0, "America/Los_Angeles", venue=ARENA)], {})
+    assert plain.start.utc == START - timedelta(hours=1)
+    assert [(c.source, c.hours) for c in plain.start_conflicts] == [(Provider.MEETUP, 1)]
+
+
+def test_merge_start_most_sources_outvote_the_leading_one() -> None:
+    tm = zoned("ticketmaster", "a", -2, "America/Chicago")  # the leading source is off
+    sg = zoned("seatgeek", "1", 0, "America/Los_Angeles")
+    eb = zoned("eventbrite", "e", 0, "America/Los_Angeles")
+    merged = merge("evt_x", [tm, sg, eb], {})
+    assert merged.start.utc == START
+    assert [(c.source, c.hours) for c in merged.start_conflicts] == [(Provider.TICKETMASTER, -2)]
+
+
+def test_merge_without_a_time_zone_error_flags_nothing() -> None:
+    tm = zoned("ticketmaster", "a", 0, "America/Los_Angeles")
+    late = event("seatgeek", "1", "Miners vs. Pioneers", start=START + timedelta(minutes=30))
+    merged = merge("evt_x", [tm, late], {})
+    assert merged.start.utc == START  # the leading source's, as before
+    assert merged.start_conflicts == []
