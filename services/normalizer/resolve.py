@@ -40,6 +40,9 @@ HOUR = timedelta(hours=1)
 # How much a start that is off by a time-zone error counts for, as an unknown time does: the
 # day and the wall clock agree, the instant does not.
 ZONE_ERROR_WHEN = 0.6
+# How alike the titles must be for a time-zone error to be believed: most words shared, not
+# one performer's name ("Felix & the Signals" is not "Felix & the Lanterns").
+ZONE_ERROR_TITLE = 0.75
 
 
 def tokens(text: str | None) -> frozenset[str]:
@@ -271,7 +274,7 @@ def score(a: Profile, b: Profile) -> float:
         # A time-zone error is believed only where the rest agrees: the title, the venue, the
         # line-up where both have one (the local date and the wall clock agree already). The
         # time then counts as an unknown one would; otherwise the gap is a gap.
-        if title >= 0.5 and place >= 0.5 and (people is None or people == 1.0):
+        if title >= ZONE_ERROR_TITLE and place >= 0.5 and (people is None or people == 1.0):
             when = ZONE_ERROR_WHEN
         elif gap > MAX_START_GAP:
             return 0.0

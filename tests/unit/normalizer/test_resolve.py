@@ -252,9 +252,19 @@ def test_a_whole_hour_gap_with_another_line_up_venue_or_title_is_no_time_zone_er
     elsewhere = Venue(name="Madison Hall", city="Los Angeles", lat=34.2, lon=-118.5)
     moved = listed("seatgeek", "Adele", 5, venue=elsewhere, performers=[Performer(name="Adele")])
     assert score(tm, moved) == 0
-    # A record without a line-up must agree on the title.
+    # A record without a line-up must agree on the title: more than one performer's name.
     renamed = listed("eventbrite", "Museum Night", 5, performers=[])
     assert score(tm, renamed) == 0
+    felix = [Performer(name="Felix & the Lanterns")]
+    band = listed("ticketmaster", "Felix & the Lanterns", performers=felix, category="music")
+    other_band = listed(
+        "eventbrite", "Felix & the Signals Live", 1, performers=[], category="music"
+    )
+    assert score(band, other_band) < MATCH_THRESHOLD
+    same_band = listed(
+        "eventbrite", "Felix & the Lanterns Live", 1, performers=[], category="music"
+    )
+    assert score(band, same_band) >= MATCH_THRESHOLD
     # Within 3 h such a pair is judged as before (a late start), not as a time-zone error.
     near = listed("seatgeek", "Adele", 2, performers=[Performer(name="Sam Smith")])
     assert score(tm, near) < MATCH_THRESHOLD
