@@ -39,13 +39,16 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-# An outside team would generate this model from docs/schemas/canonical_change.v1.json.
+# An outside team would generate this model from docs/schemas/canonical_change.v2.json.
 from shared.contracts import CanonicalChange, CanonicalEvent, ChangeOp
 
 log = logging.getLogger("consume_canonical")
 
 TOPIC = "events.canonical"
 MAX_MERGE_HOPS = 32  # far more than real chains; guards against a cycle in bad data
+# The versions this model reads: v2 only added ``event.start_conflicts`` (a default when absent),
+# and the compacted topic keeps v1 changes of events not rewritten since.
+KNOWN_TYPES = frozenset({"marquee.canonical_change.v1", CanonicalChange.type_name()})
 
 Headers = Iterable[tuple[str, bytes]]
 
@@ -95,7 +98,7 @@ class Catalogue:
         """Parse and apply one Kafka record; unreadable or unknown ones are counted, not fatal."""
         found = {k: v.decode(errors="replace") for k, v in headers}
         kind = found.get("ce_type")
-        if kind is not None and kind != CanonicalChange.type_name():
+        if kind is not None and kind not in KNOWN_TYPES:
             self.counts["unknown type"] += 1
             return False
         try:

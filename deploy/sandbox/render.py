@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from deploy.sandbox.world import EB, MU, SG, TM, Artist, Performance, Performer, Rec, Venue, World
@@ -469,6 +469,31 @@ def eb_status(rec: Rec, now: datetime) -> str:
     return "started" if now < end else ("ended" if _h(rec.ext_id) % 4 == 0 else "completed")
 
 
+# Eventbrite organisers type the start's wall-clock time into a form whose time zone defaults
+# to their account's, and some leave it there for an event in another city: the wall clock is
+# right, the zone (and so the UTC Eventbrite derives from it) is the organisation's home
+# city's. One in six listings at a venue, when that is a whole number of hours off the venue's
+# zone: a half-hour difference (Bengaluru) is not made, it is not the case being measured.
+def eb_zone(world: World, rec: Rec) -> str:
+    """The zone an Eventbrite listing gives: the venue's, or its organisation's by mistake."""
+    perf = rec.perf
+    home = world.eb_org_tz.get(perf.eb_org)
+    if perf.online or home is None or home == perf.tz or _h(rec.ext_id, "zone") % 6:
+        return perf.tz
+    shift = _in_zone(rec.start, perf.tz, home) - rec.start
+    if not shift or shift % timedelta(hours=1):
+        return perf.tz
+    return home
+
+
+def _in_zone(at: datetime, venue_tz: str, zone_name: str) -> datetime:
+    """The instant that has ``at``'s venue wall clock in another zone."""
+    if zone_name == venue_tz:
+        return at
+    wall = at.astimezone(tzone(venue_tz)).replace(tzinfo=None)
+    return wall.replace(tzinfo=tzone(zone_name)).astimezone(UTC)
+
+
 def eb_event(world: World, rec: Rec, expand: set[str]) -> dict[str, Any]:
     key = (EB, rec.ext_id)
     base = world.cache.get(key)
@@ -544,6 +569,7 @@ def _eb_base(world: World, rec: Rec) -> dict[str, Any]:
     perf = rec.perf
     tz = tzone(perf.tz)
     end = rec.start + timedelta(minutes=perf.duration_min)
+    given = eb_zone(world, rec)  # the venue's zone, or the organiser's by mistake
     desc = f"{rec.title} at {perf.venue.eb_name}." if not perf.online else f"{rec.title} (online)."
     logo_id = str(_h(rec.ext_id, "logo") % 900_000_000)
     return {
@@ -551,11 +577,15 @@ def _eb_base(world: World, rec: Rec) -> dict[str, Any]:
         "description": {"text": desc, "html": f"<P>{desc}</P>"},
         "url": f"https://www.eventbrite.com/e/{_slug(rec.title)}-tickets-{rec.ext_id}",
         "start": {
-            "timezone": perf.tz,
+            "timezone": given,
             "local": naive_s(rec.start.astimezone(tz)),
-            "utc": utc_z(rec.start),
+            "utc": utc_z(_in_zone(rec.start, perf.tz, given)),
         },
-        "end": {"timezone": perf.tz, "local": naive_s(end.astimezone(tz)), "utc": utc_z(end)},
+        "end": {
+            "timezone": given,
+            "local": naive_s(end.astimezone(tz)),
+            "utc": utc_z(_in_zone(end, perf.tz, given)),
+        },
         "organization_id": perf.eb_org,
         "created": utc_z(rec.created),
         "changed": utc_z(rec.changed),

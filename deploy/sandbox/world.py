@@ -400,6 +400,7 @@ class World:
         self.groups: list[Group] = []
         self.groups_by_urlname: dict[str, Group] = {}
         self.eb_orgs: dict[str, str] = {}  # org id -> name
+        self.eb_org_tz: dict[str, str] = {}  # org id -> the zone of its home city
         self.perfs: list[Performance] = []
         self.by_id: dict[str, dict[str, Rec]] = {p: {} for p in PROVIDERS}
         self.index: dict[str, list[Rec]] = {}
@@ -440,7 +441,9 @@ class World:
                 self._make_venue(city, j)
             if rng.random() < 0.8:
                 # One Eventbrite organization per city that runs community events.
-                self.eb_orgs[self._digits(12)] = f"{city.name} Community Events"
+                org = self._digits(12)
+                self.eb_orgs[org] = f"{city.name} Community Events"
+                self.eb_org_tz[org] = city.tz
             for topic in rng.sample(_TOPICS, 3):
                 name = f"{topic} {city.name}"
                 group = Group(self._digits(8), name, slugify(name), city)

@@ -22,7 +22,7 @@ from services.normalizer.categories import CANONICAL, provider_category_docs
 from services.normalizer.mappers import MappingError, is_addon, map_event
 from services.normalizer.mappers.spotify import map_artist
 from services.normalizer.merge import content_hash, merge
-from services.normalizer.resolve import Profile, Resolver, canonical_id_for
+from services.normalizer.resolve import Profile, Resolver, canonical_id_for, wall_clock
 from shared.contracts import (
     CanonicalChange,
     CanonicalEvent,
@@ -195,6 +195,9 @@ def profile_doc(p: Profile, version: int | None = None) -> dict[str, Any]:
         "lon": p.lon,
         "start": p.start,
         "day": p.day,
+        # Text: a naive datetime would read back as UTC. Older members lack it (None: the
+        # time-zone-error rule is not applied to them until their record is seen again).
+        "wall": p.wall.isoformat() if p.wall is not None else None,
         "online": p.online,
         "addon": p.addon,
         "category": p.category,
@@ -229,6 +232,7 @@ def profile_of(doc: dict[str, Any]) -> Profile:
         online=bool(doc.get("online")),
         addon=bool(doc.get("addon")),
         category=doc.get("category"),
+        wall=wall_clock(doc.get("wall")),
     )
 
 

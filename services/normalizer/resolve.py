@@ -31,8 +31,18 @@ NO_CATEGORY = "-"
 # blind to time, so a rescheduled performance keeps its id.
 SPLIT_BELOW = 0.45
 YEAR = re.compile(r"(19|20)\d\d")
-# A start more than this apart is never the same performance (a double-header is two).
+# A start more than this apart is never the same performance (a double-header is two),
+# unless the gap is a provider's time-zone error (``zone_shift``).
 MAX_START_GAP = timedelta(hours=3)
+# Starts this close are the same time (the wall clocks of a time-zone error, too).
+SAME_TIME = timedelta(minutes=15)
+HOUR = timedelta(hours=1)
+# How much a start that is off by a time-zone error counts for, as an unknown time does: the
+# day and the wall clock agree, the instant does not.
+ZONE_ERROR_WHEN = 0.6
+# How alike the titles must be for a time-zone error to be believed: most words shared, not
+# one performer's name ("Felix & the Signals" is not "Felix & the Lanterns").
+ZONE_ERROR_TITLE = 0.75
 
 
 def tokens(text: str | None) -> frozenset[str]:
@@ -61,6 +71,29 @@ def performer_key(name: str) -> str:
     """A performer's name as compared across providers: its words, variants spelled out."""
     words = [w for t in tokens(name) for w in NAME_VARIANTS.get(t, (t,))]
     return " ".join(sorted(set(words)))
+
+
+def zone_shift(
+    a_start: datetime, a_wall: datetime | None, b_start: datetime, b_wall: datetime | None
+) -> int | None:
+    """The hours b's start is off a's when that is a provider's time-zone error, else None.
+
+    Two records of the same performance name the same wall-clock time at the venue; a provider
+    that converts it with the wrong zone or offset (a stale DST rule, an organiser's home zone,
+    the wall time taken for UTC) gets an instant a whole number of hours off, and its own
+    offset (wall clock minus UTC) is off by the same hours. So: the wall clocks agree (within
+    ``SAME_TIME``) and the offsets differ by a whole, non-zero number of hours. A double-header,
+    or an early and a late show, is the other way round: one zone, two wall clocks, the hours
+    between them in the wall clocks as much as in UTC; it never looks like this. Without a
+    wall clock on both sides a gap cannot be told from a second performance: None.
+    ``a_start``/``b_start`` are aware UTC, the walls naive local times.
+    """
+    if a_wall is None or b_wall is None or abs(a_wall - b_wall) > SAME_TIME:
+        return None
+    a_offset = a_wall - a_start.replace(tzinfo=None)
+    b_offset = b_wall - b_start.replace(tzinfo=None)
+    hours, rest = divmod(a_offset - b_offset, HOUR)
+    return hours if hours and not rest else None
 
 
 def overlap(a: frozenset[str], b: frozenset[str]) -> float:
@@ -114,6 +147,7 @@ class Profile:
     online: bool
     addon: bool
     category: str | None = None
+    wall: datetime | None = None  # the venue's wall clock at the start (naive); None when TBD
 
     @classmethod
     def of(cls, event: ExternalEvent, *, addon: bool) -> Profile:
@@ -129,6 +163,7 @@ class Profile:
             performer_key(p.name) for p in event.performers if performer_key(p.name)
         )
         title = tokens(event.title)
+        start = None if event.start.time_tbd else event.start.utc
         return cls(
             key=f"{event.source.value}:{event.external_id}",
             source=event.source.value,
@@ -138,11 +173,12 @@ class Profile:
             city=" ".join(sorted(tokens(venue.city))) if venue and venue.city else None,
             lat=venue.lat if venue else None,
             lon=venue.lon if venue else None,
-            start=None if event.start.time_tbd else event.start.utc,
+            start=start,
             day=day,
             online=event.online,
             addon=addon,
             category=event.category,
+            wall=wall_clock(local) if start is not None else None,
         )
 
     def places(self) -> list[str]:
@@ -178,17 +214,34 @@ class Profile:
         return [f"{self.day}|{place}|{self.category or NO_CATEGORY}" for place in places]
 
 
+def wall_clock(local: str | None) -> datetime | None:
+    """A ``When.local`` with a time as a naive datetime; None for a date alone or junk."""
+    if not local or len(local) <= 10:
+        return None
+    try:
+        wall = datetime.fromisoformat(local)
+    except ValueError:
+        return None
+    return wall.replace(tzinfo=None)
+
+
 def score(a: Profile, b: Profile) -> float:
     """How surely two records are the same performance, in [0, 1] (0: certainly not)."""
     if a.source == b.source or a.addon != b.addon or a.day != b.day:
         return 0.0
     if a.category and b.category and a.category != b.category:
         return 0.0  # a ball game is never a tech meetup, however alike the titles
+    gap = timedelta(0)
+    shifted = False  # the starts differ by a time-zone error (believed below, or not)
     if a.start is not None and b.start is not None:
         gap = abs(a.start - b.start)
-        if gap > MAX_START_GAP:
+        shifted = gap > SAME_TIME and zone_shift(a.start, a.wall, b.start, b.wall) is not None
+        # The wall clocks must not be more than 3 h apart either: one provider's time-zone
+        # error can bring a double-header's other game within 3 h in UTC.
+        walls = abs(a.wall - b.wall) if a.wall is not None and b.wall is not None else gap
+        if max(gap, walls) > MAX_START_GAP and not shifted:
             return 0.0
-        when = 1.0 if gap <= timedelta(minutes=15) else 0.5 if gap <= timedelta(minutes=45) else 0.1
+        when = 1.0 if gap <= SAME_TIME else 0.5 if gap <= timedelta(minutes=45) else 0.1
     else:
         when = 0.6  # one time is TBD: the same day is all we know
     numbers_a = {t for t in a.title if t.isdigit()}
@@ -207,17 +260,26 @@ def score(a: Profile, b: Profile) -> float:
     else:
         place = 0.0
     place = max(place, venue_names)
+    people: float | None = None  # how much the two line-ups agree, when both have one
     if a.performers and b.performers:
         people = people_overlap(a.performers, b.performers)
         if min(len(a.performers), len(b.performers)) >= 2 and people < 1.0:
             return 0.0  # Madrid Rovers at Chicago is not Nashville Rovers at Chicago
+    elif a.performers or b.performers:
         # Performer names also hide in the other side's title ("Adele" / "Adele - Live").
-        return 0.35 * title + 0.2 * place + 0.2 * when + 0.25 * people
-    if a.performers or b.performers:
         named = a.performers or b.performers
         other = b.title if a.performers else a.title
-        people = max((overlap(tokens(n), other) for n in named), default=0.0)
-        title = max(title, people)
+        title = max(title, max((overlap(tokens(n), other) for n in named), default=0.0))
+    if shifted:
+        # A time-zone error is believed only where the rest agrees: the title, the venue, the
+        # line-up where both have one (the local date and the wall clock agree already). The
+        # time then counts as an unknown one would; otherwise the gap is a gap.
+        if title >= ZONE_ERROR_TITLE and place >= 0.5 and (people is None or people == 1.0):
+            when = ZONE_ERROR_WHEN
+        elif gap > MAX_START_GAP:
+            return 0.0
+    if people is not None:
+        return 0.35 * title + 0.2 * place + 0.2 * when + 0.25 * people
     return 0.5 * title + 0.25 * place + 0.25 * when
 
 
@@ -247,7 +309,9 @@ class Cluster:
         others = [m for m in self.members.values() if m.key != profile.key]
         if not others:
             return True
-        best = max(score(replace(profile, start=m.start, day=m.day), m) for m in others)
+        best = max(
+            score(replace(profile, start=m.start, day=m.day, wall=m.wall), m) for m in others
+        )
         return best >= SPLIT_BELOW
 
 

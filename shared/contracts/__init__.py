@@ -14,6 +14,7 @@ from shared.contracts.documents import (
     PriceRange,
     ProviderCategory,
     SourceRef,
+    StartConflict,
     Venue,
     When,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "ProviderCategory",
     "RawRecord",
     "SourceRef",
+    "StartConflict",
     "Topic",
     "UtcDatetime",
     "Venue",

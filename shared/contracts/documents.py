@@ -131,13 +131,33 @@ class SourceRef(Part):
     match_score: float | None = Field(default=None, ge=0, le=1)
 
 
+class StartConflict(Part):
+    """A source whose start is a whole number of hours off the event's while its wall clock is
+    the same: most likely that provider's time-zone error (see docs/NORMALIZER.md)."""
+
+    source: Provider
+    external_id: str
+    utc: UtcDatetime = Field(description="The start that source gives, in UTC")
+    timezone: str | None = Field(default=None, description="The zone that source gives")
+    hours: int = Field(description="Its start minus the event's, in whole hours")
+
+
 class CanonicalEvent(EventFields):
-    """One real performance, clustered across providers (collection ``events``)."""
+    """One real performance, clustered across providers (collection ``events``).
+
+    v2: ``start_conflicts`` (sources whose start is whole hours off with the same wall clock).
+    """
 
     schema_name = "canonical_event"
+    schema_version = 2
 
     id: str = Field(alias="_id", min_length=1)
     sources: list[SourceRef] = Field(min_length=1)
+    start_conflicts: list[StartConflict] = Field(
+        default_factory=list,
+        description="Sources whose start is a whole number of hours off ``start`` although "
+        "their wall clock agrees (a provider's time-zone error); empty when none is",
+    )
     duplicate_of: str | None = Field(default=None, description="Survivor id after a merge")
     is_imported: bool = False
     imported_event: str | None = None

@@ -116,9 +116,14 @@ class ChangeOp(StrEnum):
 
 
 class CanonicalChange(Contract):
-    """A change to the canonical catalogue (topic ``events.canonical``, compacted, key: id)."""
+    """A change to the canonical catalogue (topic ``events.canonical``, compacted, key: id).
+
+    v2: the event's ``start_conflicts`` (canonical_event v2); a v1 change reads as a v2 one
+    without them.
+    """
 
     schema_name = "canonical_change"
+    schema_version = 2
 
     op: ChangeOp
     canonical_id: str = Field(min_length=1)

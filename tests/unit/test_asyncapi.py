@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,7 @@ def test_every_example_validates_against_its_schemas() -> None:
 
 def test_a_bad_example_would_be_caught() -> None:
     doc = _doc()
-    message = doc["components"]["messages"]["canonical_change.v1"]
+    message = doc["components"]["messages"][f"canonical_change.v{CanonicalChange.schema_version}"]
     bad = dict(message["examples"][0]["payload"], op="renamed")
     with pytest.raises(jsonschema.ValidationError):
         _validator(doc, message["payload"]).validate(bad)
@@ -251,3 +252,16 @@ def test_example_consumer_counts_what_it_cannot_read_and_goes_on() -> None:
     assert catalogue.counts["unreadable"] == 1
     assert catalogue.counts["unknown type"] == 1
     assert "1 live events" in summary(catalogue)
+
+
+def test_example_consumer_reads_a_v1_change_left_in_the_compacted_topic() -> None:
+    """canonical_change v2 only added ``event.start_conflicts``: a v1 message still applies."""
+    catalogue = Catalogue()
+    change = _change("a", 1, ChangeOp.CREATED)
+    body = change.model_dump(mode="json", by_alias=True)
+    del body["event"]["start_conflicts"]
+    headers = [("ce_type", b"marquee.canonical_change.v1")]
+    assert catalogue.handle(json.dumps(body).encode(), headers)
+    held = catalogue.get("a")
+    assert held is not None
+    assert held.start_conflicts == []

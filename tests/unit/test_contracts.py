@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
+from services.api.schemas import CanonicalEventOut
 from shared.cloudevents import ce_headers, parse_ce_headers
 from shared.contracts import (
     CanonicalChange,
@@ -107,6 +108,23 @@ def test_canonical_event_document_uses_mongo_id() -> None:
     assert doc["_id"] == "c1"
     assert "id" not in doc
     assert CanonicalEvent.model_validate(doc).id == "c1"
+
+
+def test_canonical_event_v2_reads_a_v1_document_and_the_api_serves_its_start_conflicts() -> None:
+    doc = _canonical().to_document()
+    assert doc["start_conflicts"] == []
+    del doc["start_conflicts"]  # stored before v2
+    assert CanonicalEvent.model_validate(doc).start_conflicts == []
+    flagged = {
+        "source": "eventbrite",
+        "external_id": "e1",
+        "utc": "2026-05-01T17:30:00Z",
+        "timezone": "America/New_York",
+        "hours": -2,
+    }
+    event = CanonicalEvent.model_validate({**doc, "start_conflicts": [flagged]})
+    assert event.start_conflicts[0].utc == datetime(2026, 5, 1, 17, 30, tzinfo=UTC)
+    assert "start_conflicts" in CanonicalEventOut.model_json_schema()["properties"]
 
 
 def test_external_event_validates_coordinates_and_currency() -> None:

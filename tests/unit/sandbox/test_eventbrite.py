@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
+from deploy.sandbox import render
 from deploy.sandbox.world import EB, World
 from tests.unit.sandbox.conftest import EB_AUTH, MakeClient
 
@@ -113,3 +116,44 @@ async def test_cancelled_truth_is_in_sales_status(make_client: MakeClient) -> No
             seen_statuses.add(ev["status"])
             assert ev["changed"] >= "2026-11-23T00:00:00Z"
         assert seen_statuses & {"live", "completed"}, seen_statuses
+
+
+async def test_some_organisers_leave_their_home_zone_on_the_event(
+    world: World, make_client: MakeClient
+) -> None:
+    """The wall clock is the venue's; the zone (and the UTC from it) the organisation's home
+    city's, a whole number of hours off, for about one listing in six at a venue."""
+    at_venues = [r for r in world.index[EB] if not r.perf.online]
+    wrong = [r for r in at_venues if render.eb_zone(world, r) != r.perf.tz]
+    assert 0.08 < len(wrong) / len(at_venues) < 0.2
+    shifts = set()
+    async with make_client(world) as (client, _):
+        for rec in wrong[:40]:
+            body = (await client.get(f"{BASE}/events/{rec.ext_id}/", headers=EB_AUTH)).json()
+            start = body["start"]
+            assert start["timezone"] == world.eb_org_tz[rec.perf.eb_org] != rec.perf.tz
+            wall = rec.start.astimezone(ZoneInfo(rec.perf.tz)).replace(tzinfo=None)
+            assert start["local"] == wall.isoformat()
+            utc = datetime.fromisoformat(start["utc"])
+            assert utc == wall.replace(tzinfo=ZoneInfo(start["timezone"]))
+            shift = utc - rec.start
+            assert shift
+            assert shift % timedelta(hours=1) == timedelta(0)
+            shifts.add(shift)
+            # The end is given in the same zone, so it stays after the start.
+            assert datetime.fromisoformat(body["end"]["utc"]) - utc == timedelta(
+                minutes=rec.perf.duration_min
+            )
+    assert len(shifts) > 3  # one to many hours, either way
+    # Online events, the other providers and the rest keep the venue's zone.
+    assert all(render.eb_zone(world, r) == r.perf.tz for r in world.index[EB] if r.perf.online)
+
+
+def test_the_organisers_zone_mistake_follows_the_world_seed() -> None:
+    def wrong(w: World) -> list[str]:
+        return [r.ext_id for r in w.index[EB] if render.eb_zone(w, r) != r.perf.tz]
+
+    first = wrong(World(seed=7, events=400))
+    assert first
+    assert first == wrong(World(seed=7, events=400))
+    assert first != wrong(World(seed=8, events=400))
