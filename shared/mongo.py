@@ -8,7 +8,7 @@ from datetime import UTC
 from typing import Any
 
 from bson.codec_options import CodecOptions
-from pymongo import ASCENDING, GEOSPHERE, AsyncMongoClient, IndexModel
+from pymongo import ASCENDING, DESCENDING, GEOSPHERE, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 from pymongo.write_concern import WriteConcern
@@ -27,6 +27,8 @@ LEASES = "leases"
 
 EXPORTS = "exports"  # the API's CSV export: a row per exported record
 IMPORTS = "imports"  # the importer's claims: one per imported event
+# The API's record of who asked for which import and when ("my imports" reads it per user).
+IMPORT_REQUESTS = "api_import_requests"
 
 
 def _search_indexes() -> list[IndexModel]:
@@ -81,6 +83,11 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     EXPORTS: [IndexModel([("at", ASCENDING), ("_id", ASCENDING)], name="at_id")],
     IMPORTS: [IndexModel([("created_at", ASCENDING)], name="created_at")],
+    IMPORT_REQUESTS: [
+        IndexModel(
+            [("requested_by", ASCENDING), ("requested_at", DESCENDING)], name="requested_by_at"
+        )
+    ],
     # Scheduler slots: each document names its own expiry, so old slots go away by themselves.
     LEASES: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl")],
 }

@@ -58,10 +58,15 @@ def _client_ip(request: Request) -> str:
 async def get_principal(
     request: Request, _scheme: Annotated[object, Depends(bearer_scheme)] = None
 ) -> Principal:
+    return await authenticate(request, lambda: bearer_token(request.headers.get("authorization")))
+
+
+async def authenticate(request: Request, token_of: Callable[[], str]) -> Principal:
+    """The caller named by the token ``token_of`` reads from the request (a header, or the web
+    pages' cookie), with the failure and per-caller rate limits every route shares."""
     services: Services = request.app.state.services
     try:
-        token = bearer_token(request.headers.get("authorization"))
-        principal = await services.auth.authenticate(token)
+        principal = await services.auth.authenticate(token_of())
     except ApiError as err:
         if err.status in (401, 403):
             _limit(services, f"ip:{_client_ip(request)}")

@@ -14,9 +14,10 @@ from pymongo.errors import PyMongoError
 from services.api.auth import Principal, Role
 from services.api.errors import ApiError, not_found, unavailable
 from services.api.replies import Replies
-from services.api.store import Store
+from services.api.store import IMPORT_RESULTS, Store
 from shared.contracts import Contract, ImportRequest, ImportResult, ImportStatus, Provider, new_id
 from shared.logs import correlation_id
+from shared.mongo import EXTERNAL_EVENTS, Document
 from shared.search import ADDON, ADDON_REFUSED
 
 log = logging.getLogger(__name__)
@@ -206,27 +207,61 @@ class Importer:
             raise not_found("Import")
         if stored is None and asked is None:
             raise not_found("Import")
-        body: dict[str, Any] = {"request_id": request_id, "status": "pending"}
-        if asked is not None:
-            body.update(source=asked.get("source"), external_id=asked.get("external_id"))
-            body["requested_at"] = asked.get("requested_at")
-            if asked.get("correlation_id"):
-                body["correlation_id"] = asked["correlation_id"]
-        if stored is not None:
+        return describe(request_id, asked, stored, links)
+
+    async def mine(
+        self, principal: Principal, links: Links, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """The caller's latest import requests, newest first, each as ``status`` describes it
+        (with the per-source record's title): the "my imported events" page."""
+        try:
+            asked = await self.store.import_requests_of(principal.subject, limit)
+            ids = [str(a["_id"]) for a in asked]
+            results = await self.store.by_ids(IMPORT_RESULTS, ids)
+            records = await self.store.by_ids(
+                EXTERNAL_EVENTS, [f"{a.get('source')}:{a.get('external_id')}" for a in asked]
+            )
+        except PyMongoError as err:
+            raise unavailable("Store unavailable") from err
+        items = []
+        for doc in asked:
+            request_id = str(doc["_id"])
             try:
-                result = ImportResult.model_validate({**stored, "request_id": request_id})
-            except ValueError as err:
-                raise ApiError(502, "Unreadable import result") from err
-            body["status"] = result.status.value
-            body["decided_at"] = result.decided_at
-            if result.local_event_id:
-                body["local_event_id"] = result.local_event_id
-                body["local_event_url"] = links.local_event(result.local_event_id)
-            if result.message:
-                body["message"] = result.message
-            if result.errors:
-                body["details"] = [e.model_dump(mode="json") for e in result.errors]
-        return body
+                item = describe(request_id, doc, results.get(request_id), links)
+            except ApiError:
+                item = {"request_id": request_id, "status": "unreadable"}
+            record = records.get(f"{doc.get('source')}:{doc.get('external_id')}") or {}
+            item["title"] = record.get("title")
+            item["canonical_id"] = record.get("canonical_id")
+            items.append(item)
+        return items
+
+
+def describe(
+    request_id: str, asked: Document | None, stored: Document | None, links: Links
+) -> dict[str, Any]:
+    """Where one import request stands: pending until the importer's result is stored."""
+    body: dict[str, Any] = {"request_id": request_id, "status": "pending"}
+    if asked is not None:
+        body.update(source=asked.get("source"), external_id=asked.get("external_id"))
+        body["requested_at"] = asked.get("requested_at")
+        if asked.get("correlation_id"):
+            body["correlation_id"] = asked["correlation_id"]
+    if stored is not None:
+        try:
+            result = ImportResult.model_validate({**stored, "request_id": request_id})
+        except ValueError as err:
+            raise ApiError(502, "Unreadable import result") from err
+        body["status"] = result.status.value
+        body["decided_at"] = result.decided_at
+        if result.local_event_id:
+            body["local_event_id"] = result.local_event_id
+            body["local_event_url"] = links.local_event(result.local_event_id)
+        if result.message:
+            body["message"] = result.message
+        if result.errors:
+            body["details"] = [e.model_dump(mode="json") for e in result.errors]
+    return body
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,17 @@ from collections.abc import Sequence
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.api.catalogue import HIDDEN
-from shared.mongo import CATEGORIES, EVENTS, EXTERNAL_EVENTS, LOCAL_EVENTS, Document
+from shared.mongo import (
+    CATEGORIES,
+    EVENTS,
+    EXTERNAL_EVENTS,
+    IMPORT_REQUESTS,
+    LOCAL_EVENTS,
+    Document,
+)
 
 IMPORTS = "imports"
 IMPORT_RESULTS = "import_results"
-IMPORT_REQUESTS = "api_import_requests"  # the API's own: who asked for which import, and when
 PROVIDER_STATS = "provider_stats"
 
 
@@ -40,6 +46,23 @@ class Store:
 
     async def import_request(self, request_id: str) -> Document | None:
         return await self.db[IMPORT_REQUESTS].find_one({"_id": request_id})
+
+    async def import_requests_of(self, subject: str, limit: int) -> list[Document]:
+        """A user's latest import requests, newest first (the ``requested_by_at`` index)."""
+        found = (
+            self.db[IMPORT_REQUESTS]
+            .find({"requested_by": subject})
+            .sort([("requested_by", 1), ("requested_at", -1)])
+            .limit(limit)
+        )
+        return [doc async for doc in found]
+
+    async def by_ids(self, collection: str, ids: Sequence[str]) -> dict[str, Document]:
+        wanted = [i for i in dict.fromkeys(ids) if i]
+        if not wanted:
+            return {}
+        found = self.db[collection].find({"_id": {"$in": wanted}}, HIDDEN)
+        return {str(doc["_id"]): doc async for doc in found}
 
     async def record_import_request(self, doc: Document) -> None:
         await self.db[IMPORT_REQUESTS].insert_one(doc)
