@@ -16,6 +16,7 @@ from services.api.params import reject_repeats
 from services.api.probes import READYZ_RESPONSES
 from services.api.requestlog import RequestContextMiddleware
 from services.api.routers import categories, events, external_events, imports, local_events
+from services.web import pages
 from shared.health import run_checks
 from shared.metrics import CONTENT_TYPE_LATEST
 
@@ -56,6 +57,8 @@ def create_app(
     for module in (external_events, events, imports, local_events, categories):
         app.include_router(module.router)
     docs.install(app)
+    # The web pages (services/web): same process, same services, under /web.
+    pages.install(app)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
