@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from services.web import view
 
@@ -22,7 +23,7 @@ def test_form_becomes_listing_parameters() -> None:
 
 
 def test_prices_performers_and_links() -> None:
-    docs = [
+    docs: list[dict[str, Any]] = [
         {"price_range": {"min": 35, "max": 90, "currency": "USD"}},
         {"price_range": {"min": 29.5, "max": 120, "currency": "USD"}},
         {"price_range": {"min": 10, "max": None, "currency": "EUR"}},
