@@ -51,10 +51,12 @@ def docker_available() -> bool:
     return proc.returncode == 0
 
 
-def _stack(*args: str) -> subprocess.CompletedProcess[str]:
+def stack_script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """deploy/local/stack.py on the tests' run dir (never the demo's), in ``env`` if given."""
     # A cold start builds the MongoDB-wire server with cargo first (6-10 min on 2 cores).
     # Ports pinned for the demo (MARQUEE_KAFKA_PORT, ...) are the demo's: pick our own.
-    env = {k: v for k, v in os.environ.items() if not re.fullmatch(r"MARQUEE_\w+_PORT", k)}
+    given = os.environ if env is None else env
+    env = {k: v for k, v in given.items() if not re.fullmatch(r"MARQUEE_\w+_PORT", k)}
     return subprocess.run(
         [sys.executable, str(STACK), "--run-dir", str(TEST_RUN), *args],
         capture_output=True,
@@ -80,13 +82,13 @@ def demo_endpoints() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def local_stack(components: list[str]) -> Iterator[dict[str, str]]:
+def localstack_script(components: list[str]) -> Iterator[dict[str, str]]:
     """Start the named components of the tests' own stack unless running; stop what we started.
 
     When this call started every one of them (and ``MARQUEE_KEEP_STACK`` is not 1), the run
     dir is deleted afterwards too: the tests leave no data behind.
     """
-    status = _stack("status", *components)
+    status = stack_script("status", *components)
     running = {
         line.split()[0]
         for line in status.stdout.splitlines()[1:]
@@ -94,11 +96,11 @@ def local_stack(components: list[str]) -> Iterator[dict[str, str]]:
     }
     to_start = [c for c in components if c not in running]
     if to_start:
-        up = _stack("up", *to_start)
+        up = stack_script("up", *to_start)
         if up.returncode != 0:
-            _stack("down", *to_start)  # leave nothing half-started behind
+            stack_script("down", *to_start)  # leave nothing half-started behind
             raise RuntimeError(f"local stack failed to start:\n{up.stdout}\n{up.stderr}")
-    env = _stack("env")
+    env = stack_script("env")
     found = dict(
         line.removeprefix("export ").split("=", 1)
         for line in env.stdout.splitlines()
@@ -108,7 +110,7 @@ def local_stack(components: list[str]) -> Iterator[dict[str, str]]:
         yield {key: found[key] for c in components for key in [ENV_KEYS[c]]}
     finally:
         if to_start and os.environ.get("MARQUEE_KEEP_STACK") != "1":
-            _stack("down", *to_start)
+            stack_script("down", *to_start)
             if set(to_start) == set(ENV_KEYS):
                 shutil.rmtree(TEST_RUN / "kafka", ignore_errors=True)
                 shutil.rmtree(TEST_RUN / "mongo", ignore_errors=True)
@@ -156,7 +158,7 @@ def endpoints() -> Iterator[Endpoints]:
         )
         return
     use_docker = os.environ.get("MARQUEE_TEST_DOCKER", "auto") != "0" and docker_available()
-    source = containers() if use_docker else local_stack(missing)
+    source = containers() if use_docker else localstack_script(missing)
     with source as started:
         merged = {**started, **given}
         yield Endpoints(

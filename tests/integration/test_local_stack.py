@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from shared.contracts import IngestJob, IngestReply, JobKind, JobStatus, Provider
 from tests.integration.test_ingestor import listed_ids
 from tests.sandbox import running_sandbox, sandbox_env
-from tests.stack import STACK, TEST_RUN, Endpoints
+from tests.stack import Endpoints, stack_script
 
 ROOT = Path(__file__).resolve().parents[2]
 INGESTOR = (sys.executable, "-m", "services.ingestor")
@@ -32,21 +32,6 @@ def local(stack: Endpoints) -> Endpoints:
         # ones are not its to restart.
         pytest.skip(f"servers from {stack.origin}: the stack script does not manage them")
     return stack
-
-
-def stack_script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """deploy/local/stack.py on the tests' run dir (never the demo's)."""
-    # Ports pinned for the demo (MARQUEE_KAFKA_PORT, ...) are the demo's.
-    base = {
-        k: v for k, v in (env or os.environ).items() if not re.fullmatch(r"MARQUEE_\w+_PORT", k)
-    }
-    return subprocess.run(
-        [sys.executable, str(STACK), "--run-dir", str(TEST_RUN), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=base,
-    )
 
 
 @pytest.fixture
