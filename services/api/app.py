@@ -15,6 +15,7 @@ from services.api.metrics import TimingMiddleware
 from services.api.params import reject_repeats
 from services.api.probes import READYZ_RESPONSES
 from services.api.requestlog import RequestContextMiddleware
+from services.api.routers import analytics as analytics_routes
 from services.api.routers import categories, events, external_events, imports, local_events
 from services.web import pages
 from shared.health import run_checks
@@ -56,6 +57,8 @@ def create_app(
     app.add_middleware(RequestContextMiddleware, access_log=services.settings.access_log)
     for module in (external_events, events, imports, local_events, categories):
         app.include_router(module.router)
+    # The dashboard's figures (/analytics/...).
+    app.include_router(analytics_routes.router)
     docs.install(app)
     # The web pages (services/web): same process, same services, under /web.
     pages.install(app)

@@ -305,6 +305,11 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/imports/{request_id}"): ("organizer", "/imports/nope"),
     ("GET", "/local-events/{local_id}"): ("organizer", "/local-events/nope"),
     ("GET", "/categories"): ("user", "/categories"),
+    # The dashboard's figures (tests/integration/test_analytics.py).
+    ("GET", "/analytics/catalogue"): ("user", "/analytics/catalogue"),
+    ("GET", "/analytics/venues"): ("user", "/analytics/venues"),
+    ("GET", "/analytics/imports"): ("admin", "/analytics/imports"),
+    ("GET", "/analytics/providers"): ("admin", "/analytics/providers"),
 }
 RANK = {"user": 1, "organizer": 2, "admin": 3}
 BODIES = {"/imports/bulk": {"items": [{"source": "meetup", "external_id": "7"}]}}
