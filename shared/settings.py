@@ -329,6 +329,17 @@ class ApiSettings(ServiceSettings):
         gt=0,
         description="outside dev/test, tokens valid for longer than this (exp - iat) are refused",
     )
+    # The web dashboard's map (docs/WEB.md): no tiles by default (a locally served country
+    # layer); a deployment with a tile server sets its URL template ({z}/{x}/{y}, https).
+    web_map_tiles_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("WEB_MAP_TILES_URL", "API_WEB_MAP_TILES_URL"),
+        description="tile URL template for the web map, e.g. https://tiles.example/{z}/{x}/{y}.png",
+    )
+    web_map_tiles_attribution: str = Field(
+        default="",
+        validation_alias=AliasChoices("WEB_MAP_TILES_ATTRIBUTION", "API_WEB_MAP_TILES_ATTRIBUTION"),
+    )
 
     @model_validator(mode="after")
     def _strong_shared_secret(self) -> Self:

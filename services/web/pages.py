@@ -407,6 +407,10 @@ async def my_imports(request: Request) -> Response:
 def install(app: FastAPI) -> None:
     """The pages and their assets (the API's ``create_app`` calls this)."""
     app.include_router(router)
+    # The dashboard (its own module: it imports this one).
+    from services.web import dashboard
+
+    app.include_router(dashboard.router)
     app.mount("/web/static", StaticFiles(directory=STATIC_DIR), name="web-static")
 
     @app.get("/web", include_in_schema=False)
