@@ -23,22 +23,10 @@ from services.api.routers.analytics import (
     providers_body,
     venues_body,
 )
-from services.web import charts, view
+from services.web import charts, maps, view
 from services.web.pages import PageRoute, render, require, services_of
 
 router = APIRouter(prefix="/web", route_class=PageRoute, include_in_schema=False)
-MAP_BASE = "/web/static/map/countries-110m.json"
-
-
-def map_context(request: Request, points: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the map block needs: the points (a JSON data block), base layer and tile settings."""
-    settings = services_of(request).settings
-    return {
-        "map_points": view.script_json(points),
-        "map_base": MAP_BASE,
-        "map_tiles": settings.web_map_tiles_url,
-        "map_attribution": settings.web_map_tiles_attribution,
-    }
 
 
 def catalogue_charts(figures: dict[str, Any]) -> list[charts.Chart]:
@@ -110,7 +98,11 @@ async def dashboard(request: Request) -> Response:
         "venues": venues,
         "admin": principal.can(Role.ADMIN),
         "bucket": bucket,
-        **map_context(request, venues["points"]),
+        **maps.map_context(
+            services.settings,
+            venues["points"],
+            f"Venues of upcoming events ({len(venues['points'])} places)",
+        ),
     }
     if principal.can(Role.ADMIN):
         imports = orjson.loads(await imports_body(services, bucket))

@@ -25,7 +25,7 @@ from services.api.errors import ApiError
 from services.api.imports import Links
 from services.api.params import SOURCES, encode_cursor, read_filters
 from services.api.routers.categories import tree
-from services.web import view
+from services.web import maps, view
 from services.web.session import (
     DEV_TOKEN_TTL_S,
     clear_token,
@@ -297,6 +297,10 @@ async def search(request: Request) -> Response:
         "searched": bool(form) or cursor is not None,
         "count_text": view.count_text(page.total, page.total_exact) if page else "",
     }
+    # A search near a place also shows its results on the map (services/web/maps.py).
+    if page is not None and page.docs and "near" in params:
+        points = maps.points_of(page.docs)
+        context |= maps.map_context(services.settings, points, "This page's results on the map")
     return render(request, "search.html", context, 400 if errors else 200, principal)
 
 

@@ -261,3 +261,21 @@ async def test_keyboard_to_the_dashboard_and_its_numbers(site: Site) -> None:
     await page.keyboard.press("+")
     await shot(page, "dash-04-keyboard")
     await context.close()
+
+
+async def test_search_near_a_place_shows_the_results_on_the_map(site: Site) -> None:
+    context, page = await signed_in(site, "nia", "user")
+    await page.goto(f"{site.url}/web/")
+    await expect(page.locator("#venue-map")).to_have_count(0)  # no place: no map
+    await page.get_by_label("Latitude").fill("36.2")
+    await page.get_by_label("Longitude").fill("-86.8")
+    await page.get_by_label("Radius (km)").fill("25")
+    await page.get_by_role("button", name="Search").click()
+    await expect(page.locator("ol.results > li")).to_have_count(3)
+    await map_ready(page)
+    points = page.locator("#venue-map path.marquee-point")
+    await expect(points).to_have_count(1)
+    await points.first.hover()
+    await expect(page.locator(".leaflet-tooltip")).to_have_text("Nashville, US: 3 events")
+    await shot(page, "dash-05-search-near-map")
+    await context.close()

@@ -23,6 +23,11 @@ from services.api.schemas import ERRORS, Error
 
 router = APIRouter(prefix="/analytics", tags=["analytics"])
 RESPONSES: dict[int | str, dict[str, Any]] = {**ERRORS, 503: {"model": Error}}
+# A route with a parameter also answers 400 when it is repeated (app.single_valued).
+WITH_PARAMETERS: dict[int | str, dict[str, Any]] = {
+    **RESPONSES,
+    400: {"model": Error, "description": "a parameter given more than once"},
+}
 
 
 async def cached_figure(
@@ -90,7 +95,7 @@ async def get_venues(services: Deps, _user: AnyUser) -> Response:
 
 @router.get(
     "/imports",
-    responses=RESPONSES,
+    responses=WITH_PARAMETERS,
     summary="Imports per hour (last 48) or per day (last 30) (admin)",
 )
 async def get_imports(

@@ -58,7 +58,8 @@
         });
         layer.addTo(map);
         if (points.length) {
-          map.fitBounds(layer.getBounds(), { padding: [30, 30], maxZoom: 6 });
+          // The 1:110m outlines are coarse: without tiles, do not zoom in further than a region.
+          map.fitBounds(layer.getBounds(), { padding: [30, 30], maxZoom: tiles ? 10 : 4, animate: false });
         }
         el.dataset.points = String(points.length);
         el.dataset.state = "ready";
