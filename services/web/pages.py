@@ -407,6 +407,11 @@ async def my_imports(request: Request) -> Response:
 def install(app: FastAPI) -> None:
     """The pages and their assets (the API's ``create_app`` calls this)."""
     app.include_router(router)
+    # The live "what changed" page and its event stream (services/web/live.py).
+    from services.web import live
+
+    app.include_router(live.pages)
+    app.include_router(live.streams)
     app.mount("/web/static", StaticFiles(directory=STATIC_DIR), name="web-static")
 
     @app.get("/web", include_in_schema=False)
