@@ -119,7 +119,9 @@ def event_doc(
     canonical_id: str, provider: str = "ticketmaster", *, version: int = 1, **kw: Any
 ) -> dict[str, Any]:
     """A canonical event as the normalizer stores it, modified now."""
-    member = record(provider, f"x-{canonical_id}", kw.pop("title", canonical_id), canonical_id, **kw)
+    member = record(
+        provider, f"x-{canonical_id}", kw.pop("title", canonical_id), canonical_id, **kw
+    )
     return canonical(canonical_id, [member], version=version, modified=datetime.now(UTC))
 
 
