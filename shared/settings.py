@@ -311,6 +311,21 @@ class ApiSettings(ServiceSettings):
     feed_settle_s: float = Field(
         default=2.0, ge=0, description="the change feed holds back changes younger than this"
     )
+    # Server-Sent Events (GET /events/stream): one poller per process tails the change feed.
+    stream_poll_s: float = Field(default=0.2, gt=0, le=10, description="change feed poll period")
+    stream_settle_s: float = Field(
+        default=0.25, ge=0, le=10, description="the stream holds back changes younger than this"
+    )
+    stream_lookback_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="changes committed up to this late (behind the stream's position) still go out",
+    )
+    stream_max_clients: int = Field(default=2000, ge=0, description="SSE connections per process")
+    stream_queue: int = Field(default=1000, ge=1, description="changes buffered per SSE client")
+    stream_heartbeat_s: float = Field(default=15.0, gt=0, description="comment line period")
+    stream_retry_ms: int = Field(default=3000, ge=0, description="the retry: hint sent first")
     # Per-client rate limit (per replica): a token bucket; 0 turns it off.
     rate_limit_per_minute: int = Field(default=600, ge=0)
     rate_limit_burst: int = Field(default=100, ge=1)

@@ -16,7 +16,14 @@ from services.api.params import reject_repeats
 from services.api.probes import READYZ_RESPONSES
 from services.api.requestlog import RequestContextMiddleware
 from services.api.routers import analytics as analytics_routes
-from services.api.routers import categories, events, external_events, imports, local_events
+from services.api.routers import (
+    categories,
+    events,
+    external_events,
+    imports,
+    local_events,
+    stream,
+)
 from services.web import pages
 from shared.health import run_checks
 from shared.metrics import CONTENT_TYPE_LATEST
@@ -55,7 +62,8 @@ def create_app(
     app.add_middleware(TimingMiddleware)
     # Added last, so it runs first: every log line of the request carries its id.
     app.add_middleware(RequestContextMiddleware, access_log=services.settings.access_log)
-    for module in (external_events, events, imports, local_events, categories):
+    # The stream before events: /events/stream is not an event id.
+    for module in (external_events, stream, events, imports, local_events, categories):
         app.include_router(module.router)
     # The dashboard's figures (/analytics/...).
     app.include_router(analytics_routes.router)

@@ -513,6 +513,21 @@ class Catalogue:
         docs = await self.by_ids(EVENTS, [k for _, k in chosen])
         return [docs[k] for _, k in chosen if k in docs], len(keys) > limit
 
+    async def latest_changes(self, limit: int, until: datetime) -> list[Document]:
+        """The last ``limit`` changes up to ``until``, newest first: windows on the
+        ``change_feed`` index reaching back from ``until``, eight times wider each time."""
+        keys: list[tuple[datetime, str]] = []
+        end, width = until, timedelta(minutes=10)
+        while len(keys) < limit and end > EPOCH:
+            start = max(EPOCH, end - width)
+            span = {"$gt": start, "$lte": end} if start > EPOCH else {"$lte": end}
+            keys += await self._window(EVENTS, {"updated_at": span}, "updated_at", -1)
+            end, width = start, width * GROWTH
+        keys.sort(key=lambda k: (k[0], k[1]), reverse=True)
+        chosen = keys[:limit]
+        docs = await self.by_ids(EVENTS, [k for _, k in chosen])
+        return [docs[k] for _, k in chosen if k in docs]
+
     async def category_counts(self) -> dict[str, int]:
         """Per-source records per canonical category and subcategory (lower case)."""
         counts: dict[str, int] = {}

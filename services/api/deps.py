@@ -18,6 +18,7 @@ from services.api.limits import RateLimiter, ResponseCache
 from services.api.metrics import ApiMetrics
 from services.api.ondemand import DetailFetcher
 from services.api.store import Store
+from services.api.stream import Hub
 from shared.health import Check
 from shared.settings import ApiSettings
 
@@ -36,6 +37,7 @@ class Services:
     exporter: Exports
     importer: Importer | None = None
     fetcher: DetailFetcher | None = None
+    stream: Hub | None = None  # the change stream's poller (GET /events/stream)
     checks: Mapping[str, Check] = field(default_factory=dict)
 
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -25,6 +26,7 @@ from services.api.metrics import ApiMetrics
 from services.api.ondemand import DetailFetcher
 from services.api.replies import Replies
 from services.api.store import Store
+from services.api.stream import Hub
 from shared.cloudevents import ce_headers
 from shared.contracts import Contract, ImportResult, IngestReply
 from shared.contracts.topics import Topic
@@ -76,6 +78,7 @@ async def wire(settings: ApiSettings) -> AsyncIterator[Services]:
     producer = make_producer(settings.kafka)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
+    services: Services | None = None
     try:
         await ensure_topics(settings.kafka, api_topics(settings))
         await producer.start()
@@ -94,9 +97,17 @@ async def wire(settings: ApiSettings) -> AsyncIterator[Services]:
         ingest_replies: Replies[IngestReply] = Replies(
             settings.kafka, settings.reply_topic, IngestReply, lambda r: r.job_id
         )
+        catalogue = Catalogue(db)
+        hub = Hub(
+            catalogue,
+            settings,
+            on_delivered=metrics.stream_delivered.inc,
+            on_dropped=lambda reason: metrics.stream_dropped.labels(reason).inc(),
+        )
+        metrics.stream_clients.set_function(lambda: len(hub.subscribers))
         services = Services(
             settings=settings,
-            catalogue=Catalogue(db),
+            catalogue=catalogue,
             store=store,
             auth=authenticator(settings),
             limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
@@ -121,14 +132,18 @@ async def wire(settings: ApiSettings) -> AsyncIterator[Services]:
                 not_found_ttl_s=settings.not_found_ttl_s,
             ),
             checks={"kafka": kafka_check(settings.kafka), "mongo": mongo_check(settings.mongo)},
+            stream=hub,
         )
         tasks = [
+            asyncio.create_task(hub.run()),
             asyncio.create_task(import_replies.run(stop)),
             asyncio.create_task(ingest_replies.run(stop)),
         ]
         yield services
     finally:
         stop.set()
+        if services is not None and services.stream is not None:
+            services.stream.close()
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -163,16 +178,35 @@ def build_app(settings: ApiSettings) -> FastAPI:
     return create_app(placeholder, lifespan=lifespan)
 
 
+class Server(uvicorn.Server):
+    """Ends the open event streams as soon as shutdown starts: uvicorn waits for every
+    connection to finish before the lifespan ends, and a stream would never finish."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        hub = getattr(getattr(self.app.state, "services", None), "stream", None)
+        loop = getattr(hub, "loop", None)
+        if isinstance(hub, Hub) and loop is not None:
+            loop.call_soon_threadsafe(hub.close)
+        super().handle_exit(sig, frame)
+
+
 def run() -> int:
     settings = load(ApiSettings)
     configure_logging("api", settings.log_level)
-    uvicorn.run(
-        build_app(settings),
+    app = build_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,
         loop="uvloop",
         http="httptools",
         access_log=False,
+        timeout_graceful_shutdown=10,
     )
+    Server(config, app).run()
     return 0

@@ -24,6 +24,14 @@ class ApiMetrics:
         self.rate_limited = base.counter("rate_limited_total", "requests refused with 429")
         self.cache = base.counter("cache_total", "response cache lookups", ("result",))
         self.imports = base.counter("import_requests_total", "import requests", ("outcome",))
+        # Server-Sent Events (GET /events/stream, /web/changes/stream).
+        self.stream_clients = base.gauge("stream_clients", "SSE connections open")
+        self.stream_delivered = base.counter("stream_changes_delivered_total", "changes sent")
+        self.stream_dropped = base.counter(
+            "stream_refused_total",
+            "streams ended or refused (slow: queue full; full: at cap)",
+            ("reason",),
+        )
 
     def render(self) -> bytes:
         return self.base.render()

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from services.api.catalogue import Page
 from services.api.imports import Links
 from services.api.params import encode_cursor
+from shared.contracts import EventStatus
 from shared.mongo import Document
 
 # One way to write an instant everywhere: UTC with ``Z`` (what pydantic writes too).
@@ -88,3 +89,24 @@ def events_body(page: Page) -> bytes:
             "next_cursor": _cursor(page),
         }
     )
+
+
+def _op(event: Document) -> str:
+    if event.get("duplicate_of"):
+        return "merged"
+    if event.get("status") == EventStatus.CANCELLED.value:
+        return "cancelled"
+    return "created" if int(event.get("version") or 1) == 1 else "updated"
+
+
+def change_item(doc: Document) -> dict[str, Any]:
+    """One change as the feed (and the stream, services/api/stream.py) serves it."""
+    event = public(doc)
+    return {
+        "op": _op(doc),
+        "canonical_id": event["id"],
+        "version": event.get("version", 1),
+        "modified": event.get("updated_at"),
+        "merged_into": event.get("duplicate_of"),
+        "event": event,
+    }

@@ -415,6 +415,11 @@ def install(app: FastAPI) -> None:
     from services.web import dashboard
 
     app.include_router(dashboard.router)
+    # The live "what changed" page and its event stream (services/web/live.py).
+    from services.web import live
+
+    app.include_router(live.pages)
+    app.include_router(live.streams)
     app.mount("/web/static", StaticFiles(directory=STATIC_DIR), name="web-static")
 
     @app.get("/web", include_in_schema=False)

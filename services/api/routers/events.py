@@ -20,11 +20,9 @@ from services.api.params import (
     read_filters,
     validated,
 )
-from services.api.render import dumps, events_body, json_response, public
+from services.api.render import change_item, dumps, events_body, json_response, public
 from services.api.schemas import ERRORS, READ_ERRORS, CanonicalEventOut, ChangesResponse, Error
 from services.api.schemas import EventsResponse as EventsOut
-from shared.contracts import EventStatus
-from shared.mongo import Document
 
 router = APIRouter(prefix="/events", tags=["canonical events"])
 
@@ -71,14 +69,6 @@ def decode_after(after: str) -> tuple[datetime, str | None]:
     return value, last_id
 
 
-def _op(event: Document) -> str:
-    if event.get("duplicate_of"):
-        return "merged"
-    if event.get("status") == EventStatus.CANCELLED.value:
-        return "cancelled"
-    return "created" if int(event.get("version") or 1) == 1 else "updated"
-
-
 @router.get(
     "/changes",
     response_model=ChangesResponse,
@@ -105,19 +95,7 @@ async def changes(
         docs, more = await services.catalogue.changes(position, limit, until)
     except PyMongoError as err:
         raise unavailable("Store unavailable") from err
-    items = []
-    for doc in docs:
-        event = public(doc)
-        items.append(
-            {
-                "op": _op(doc),
-                "canonical_id": event["id"],
-                "version": event.get("version", 1),
-                "modified": event.get("updated_at"),
-                "merged_into": event.get("duplicate_of"),
-                "event": event,
-            }
-        )
+    items = [change_item(doc) for doc in docs]
     next_after = encode_cursor((docs[-1]["updated_at"], str(docs[-1]["_id"]))) if docs else after
     return json_response(dumps({"changes": items, "next_after": next_after, "has_more": more}))
 
