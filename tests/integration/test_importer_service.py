@@ -188,6 +188,7 @@ def env(
         "IMPORTER_CHANGES_TOPIC": topics["changes"],
         "IMPORTER_GROUP_ID": f"importer-{unique}",
         "IMPORTER_UPDATES_GROUP_ID": f"importer-updates-{unique}",
+        "IMPORTER_HOOKS_GROUP_ID": f"importer-hooks-{unique}",
         "IMPORTER_HTTP_PORT": "0",
         "NOTIFIER_NOTIFICATIONS_TOPIC": topics["notifications"],
         "NOTIFIER_DLQ_TOPIC": topics["dlq"],
