@@ -29,6 +29,8 @@ EXPORTS = "exports"  # the API's CSV export: a row per exported record
 IMPORTS = "imports"  # the importer's claims: one per imported event
 # The API's record of who asked for which import and when ("my imports" reads it per user).
 IMPORT_REQUESTS = "api_import_requests"
+# Outside subscribers' webhooks for canonical changes (API writes, importer and notifier read).
+WEBHOOK_SUBSCRIPTIONS = "webhook_subscriptions"
 
 
 def _search_indexes() -> list[IndexModel]:
@@ -87,6 +89,16 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel(
             [("requested_by", ASCENDING), ("requested_at", DESCENDING)], name="requested_by_at"
         )
+    ],
+    WEBHOOK_SUBSCRIPTIONS: [
+        # "My webhooks" in creation order, and every subscription (admins) in the same order.
+        IndexModel(
+            [("owner", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)],
+            name="owner_created_id",
+        ),
+        IndexModel([("created_at", ASCENDING), ("_id", ASCENDING)], name="created_id"),
+        # What the importer's matcher loads every few seconds.
+        IndexModel([("active", ASCENDING)], name="active"),
     ],
     # Scheduler slots: each document names its own expiry, so old slots go away by themselves.
     LEASES: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl")],

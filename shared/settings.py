@@ -252,6 +252,13 @@ class ImporterSettings(ServiceSettings):
         default=True, description="apply events.canonical changes to imported local events"
     )
     updates_group_id: str = "marquee-importer-updates"
+    hooks_enabled: bool = Field(
+        default=True, description="match events.canonical changes against webhook subscriptions"
+    )
+    hooks_group_id: str = "marquee-importer-hooks"
+    hooks_refresh_s: float = Field(
+        default=5.0, gt=0, le=300, description="how long the active subscriptions are kept"
+    )
     batch_size: int = Field(default=500, ge=1, le=10_000)
     batch_wait_ms: int = Field(default=200, ge=1)
     relay_on_start: bool = Field(
@@ -282,6 +289,9 @@ class NotifierSettings(ServiceSettings):
     backoff_max_s: float = Field(default=30.0, gt=0)
     concurrency: int = Field(default=16, ge=1, le=1000)
     batch_size: int = Field(default=200, ge=1, le=10_000)
+    subscriptions_cache_s: float = Field(
+        default=5.0, ge=0, le=300, description="how long a webhook subscription's URL is kept"
+    )
 
 
 class ApiSettings(ServiceSettings):

@@ -8,7 +8,7 @@ from shared.settings import MongoSettings, S3Settings, named_settings
 # What a deployment (the demo) uses when nothing is set: a test run must never touch these.
 DEFAULT_DATABASE: str = MongoSettings.model_fields["database"].default
 DEFAULT_BUCKET: str = S3Settings.model_fields["bucket"].default
-GROUPS = named_settings("group_id", "updates_group_id", "app_id")
+GROUPS = named_settings("group_id", "updates_group_id", "hooks_group_id", "app_id")
 TOPIC_SETTINGS = named_settings(suffix="_topic")
 
 DEFAULT_TOPICS: frozenset[str] = frozenset({t.name for t in TOPICS} | set(TOPIC_SETTINGS.values()))

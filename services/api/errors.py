@@ -118,7 +118,28 @@ def _allowed_methods(request: Request, exc: StarletteHTTPException) -> str | Non
         route_methods = getattr(route, "methods", None)
         if route_methods and route.matches(request.scope)[0] is not Match.NONE:
             methods.update(route_methods)
+        methods.update(_included_methods(route, request.url.path))
     return ", ".join(sorted(methods)) or None
+
+
+def _included_methods(route: object, path: str) -> set[str]:
+    """The methods of an included router's routes whose path is ``path`` (FastAPI 0.165 keeps
+    an included router as one entry; its routes are its effective candidates)."""
+    candidates = getattr(route, "effective_candidates", None)
+    if not callable(candidates):
+        return set()
+    # The first path template that matches, as routing picks it (/imports/bulk, not
+    # /imports/{request_id}), with every method declared on that template.
+    template = None
+    found: set[str] = set()
+    for candidate in candidates():
+        regex, methods = getattr(candidate, "path_regex", None), getattr(candidate, "methods", None)
+        if regex is None or not methods or not regex.match(path):
+            continue
+        template = template or getattr(candidate, "path_format", None)
+        if getattr(candidate, "path_format", None) == template:
+            found.update(methods)
+    return found
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -1,7 +1,8 @@
 """Composition root of the importer: reads settings, wires clients, runs until stopped.
 
 ``python -m services.importer`` (``worker``): import requests → local events and results,
-plus canonical changes → local event updates, plus the outbox relay at start.
+plus canonical changes → local event updates, plus canonical changes matched against webhook
+subscriptions → notifications (its own group), plus the outbox relay at start.
 ``python -m services.importer notifier``: notifications → webhook (or the log), DLQ.
 ``python -m services.importer relay``: emit stored-but-unemitted results once, then exit.
 ``python -m services.importer notifier-replay-dlq [--max N]``: dead letters back to delivery.
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 
 from services.importer.consumer import TRANSIENT, Sinks, retrying, run_loop
 from services.importer.failpoints import failpoint
+from services.importer.hooks import HookMatcher, SubscriptionCache, active_subscriptions
 from services.importer.metrics import ImporterMetrics, NotifierMetrics
 from services.importer.notifier import (
     Backoff,
@@ -29,6 +31,8 @@ from services.importer.notifier import (
     LogDelivery,
     Notifier,
     Received,
+    StoredTargets,
+    SubscriptionDelivery,
     WebhookDelivery,
 )
 from services.importer.pipeline import Importer
@@ -112,6 +116,19 @@ async def apply_changes(
         await apply_changes(updater, [change], metrics)
 
 
+def read_changes(records: Records, metrics: ImporterMetrics) -> list[CanonicalChange]:
+    parsed = []
+    for record in records:
+        try:
+            parsed.append(CanonicalChange.model_validate_json(record.value or b""))
+        except ValidationError as err:
+            # The normalizer owns this topic and its DLQ; a subscriber logs and counts what it
+            # cannot read rather than stopping every import.
+            log.error("unreadable canonical change at offset %d: %s", record.offset, err)
+            metrics.updates.labels("unreadable").inc()
+    return parsed
+
+
 def importer_work(
     settings: ImporterSettings, metrics: ImporterMetrics, *, once_relay: bool = False
 ) -> Callable[[asyncio.Event], Awaitable[None]]:
@@ -153,18 +170,17 @@ def importer_work(
             updater = Updater(store, sinks.notifications)
 
             async def changes(records: Records) -> None:
-                parsed = []
-                for record in records:
-                    try:
-                        parsed.append(CanonicalChange.model_validate_json(record.value or b""))
-                    except ValidationError as err:
-                        # The normalizer owns this topic and its DLQ; a subscriber logs and
-                        # counts what it cannot read rather than stopping every import.
-                        log.error(
-                            "unreadable canonical change at offset %d: %s", record.offset, err
-                        )
-                        metrics.updates.labels("unreadable").inc()
-                await apply_changes(updater, parsed, metrics)
+                await apply_changes(updater, read_changes(records, metrics), metrics)
+
+            matcher = HookMatcher(
+                SubscriptionCache(active_subscriptions(store.db), settings.hooks_refresh_s),
+                sinks.notifications,
+            )
+
+            async def hooks(records: Records) -> None:
+                # Produced (acks awaited) before the loop commits: at least once, and the
+                # notification ids are deterministic, so the notifier drops redelivered copies.
+                metrics.observe_hooks(await matcher.process(read_changes(records, metrics)))
 
             jobs = [
                 _consume(
@@ -184,6 +200,15 @@ def importer_work(
                     _consume(
                         settings, settings.changes_topic, settings.updates_group_id, changes,
                         stop, max_records=settings.batch_size, timeout_ms=1000,
+                    )
+                )  # fmt: skip
+            if settings.hooks_enabled:
+                # Its own group: webhook matching neither waits for nor holds up local-event
+                # updates, and ops scale or pause it apart (IMPORTER_HOOKS_ENABLED).
+                jobs.append(
+                    _consume(
+                        settings, settings.changes_topic, settings.hooks_group_id, hooks,
+                        stop, max_records=settings.batch_size, timeout_ms=500,
                     )
                 )  # fmt: skip
             await _until_first_ends(stop, jobs, metrics.base)
@@ -228,6 +253,10 @@ def notifier_work(
                 ),
                 concurrency=settings.concurrency,
                 stop=stop,
+                targets=StoredTargets(store, settings.subscriptions_cache_s),
+                to_subscription=SubscriptionDelivery(
+                    http, allow_private=settings.environment in ("dev", "test")
+                ),
             )
 
             async def handle(records: Records) -> None:

@@ -6,6 +6,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from services.importer.hooks import MatchOutcome
 from services.importer.notifier import NotifyOutcome
 from services.importer.pipeline import Outcome
 from services.importer.updates import UpdateOutcome
@@ -66,6 +67,12 @@ class ImporterMetrics:
             "notifications_emitted_total", "notifications sent to the topic", ("type",)
         )
         self.relayed = base.counter("relayed_total", "stored results emitted by the outbox relay")
+        self.hook_changes = base.counter(
+            "hook_changes_total", "canonical changes matched against webhook subscriptions"
+        )
+        self.hook_matches = base.counter(
+            "hook_matches_total", "canonical changes that matched a webhook subscription"
+        )
         self.window = Window()
         # Computed when scraped, so they fall back to zero when no requests come.
         self.imports_per_s.set_function(lambda: self.window.rates()[0])
@@ -92,6 +99,12 @@ class ImporterMetrics:
         for note in outcome.notifications:
             self.notifications.labels(note.type).inc()
 
+    def observe_hooks(self, outcome: MatchOutcome) -> None:
+        self.hook_changes.inc(outcome.changes)
+        self.hook_matches.inc(len(outcome.notifications))
+        for note in outcome.notifications:
+            self.notifications.labels(note.type).inc()
+
 
 class NotifierMetrics:
     def __init__(self, base: ServiceMetrics) -> None:
@@ -108,6 +121,7 @@ class NotifierMetrics:
         self.notifications.labels("delivered").inc(outcome.delivered)
         self.notifications.labels("duplicate").inc(outcome.duplicates)
         self.notifications.labels("dead_lettered").inc(outcome.dead_lettered)
+        self.notifications.labels("dropped").inc(outcome.dropped)
         self.attempts.inc(outcome.attempts)
         for seconds in outcome.seconds:
             self.seconds.observe(seconds)

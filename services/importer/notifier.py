@@ -6,20 +6,28 @@ than 408/429), it is dead-lettered to ``notifications.dlq`` with the reason in h
 delivered id is recorded in ``notification_deliveries`` (insert-only), so a re-emitted copy is
 not sent again. The id also rides in the ``Idempotency-Key`` header, for the rare copy sent
 between a delivery and its record (a crash there).
+
+A notification whose payload names a ``subscription_id`` (a ``canonical.changed`` match, see
+``hooks.py``) goes to that webhook subscription's URL, signed with its secret, both read from
+the store (``Targets``, cached briefly); the same retries, headers and DLQ apply. One whose
+subscription was deleted or deactivated is dropped (logged and counted), not dead-lettered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import ValidationError
@@ -28,7 +36,8 @@ from services.importer.store import NOTIFICATION_DELIVERIES
 from shared.cloudevents import ce_headers
 from shared.contracts import Notification
 from shared.contracts.base import utc_now
-from shared.mongo import Document
+from shared.mongo import WEBHOOK_SUBSCRIPTIONS, Document
+from shared.webhooks import blocked_address
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +50,7 @@ class Attempt:
     retry: bool = False
     error: str = ""
     retry_after: float | None = None
+    dropped: bool = False  # its webhook subscription is gone: nothing to deliver to
 
 
 class DeliveryLog(Protocol):
@@ -73,6 +83,34 @@ class LogDelivery:
         return Attempt(ok=True)
 
 
+def signature(secret: str, body: bytes) -> str:
+    """The ``X-Marquee-Signature`` value: ``sha256=`` and the hex HMAC-SHA256 of the body."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def post_signed(
+    client: httpx.AsyncClient, url: str, secret: str | None, note: Notification, body: bytes
+) -> Attempt:
+    """One POST of the notification JSON (CloudEvents headers, optional HMAC signature)."""
+    headers = {
+        k: v.decode() for k, v in ce_headers(note, "/notifier", event_id=note.notification_id)
+    }
+    headers["Idempotency-Key"] = note.notification_id
+    if note.correlation_id:
+        headers["X-Correlation-ID"] = note.correlation_id
+    if secret:
+        headers["X-Marquee-Signature"] = signature(secret, body)
+    try:
+        response = await client.post(url, content=body, headers=headers)
+    except httpx.HTTPError as err:  # refused, reset, timed out: the webhook may come back
+        return Attempt(ok=False, retry=True, error=f"{type(err).__name__}: {err}")
+    if response.is_success:
+        return Attempt(ok=True)
+    error = f"HTTP {response.status_code}: {response.text[:200]}"
+    retry = response.status_code >= 500 or response.status_code in RETRYABLE_STATUS
+    return Attempt(ok=False, retry=retry, error=error, retry_after=_retry_after(response))
+
+
 class WebhookDelivery:
     """POST the notification JSON (CloudEvents headers, optional HMAC-SHA256 signature)."""
 
@@ -82,24 +120,98 @@ class WebhookDelivery:
         self.secret = secret
 
     async def __call__(self, note: Notification, body: bytes) -> Attempt:
-        headers = {
-            k: v.decode() for k, v in ce_headers(note, "/notifier", event_id=note.notification_id)
-        }
-        headers["Idempotency-Key"] = note.notification_id
-        if note.correlation_id:
-            headers["X-Correlation-ID"] = note.correlation_id
-        if self.secret:
-            digest = hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
-            headers["X-Marquee-Signature"] = f"sha256={digest}"
-        try:
-            response = await self.client.post(self.url, content=body, headers=headers)
-        except httpx.HTTPError as err:  # refused, reset, timed out: the webhook may come back
-            return Attempt(ok=False, retry=True, error=f"{type(err).__name__}: {err}")
-        if response.is_success:
-            return Attempt(ok=True)
-        error = f"HTTP {response.status_code}: {response.text[:200]}"
-        retry = response.status_code >= 500 or response.status_code in RETRYABLE_STATUS
-        return Attempt(ok=False, retry=retry, error=error, retry_after=_retry_after(response))
+        return await post_signed(self.client, self.url, self.secret, note, body)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a subscription's notifications go. ``repr`` leaves the secret out of any log."""
+
+    url: str
+    secret: str = field(repr=False)
+
+
+class Targets(Protocol):
+    """The live webhook subscriptions by id (a missing id: deleted, deactivated or unknown)."""
+
+    async def resolve(self, ids: Iterable[str]) -> dict[str, Target]: ...
+
+
+class StoredTargets:
+    """``webhook_subscriptions`` read by ``_id $in``, each answer (gone too) kept ``ttl_s``."""
+
+    def __init__(
+        self,
+        store: DeliveryLog,
+        ttl_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._seen: dict[str, tuple[Target | None, float]] = {}
+
+    async def resolve(self, ids: Iterable[str]) -> dict[str, Target]:
+        now = self.clock()
+        wanted = set(ids)
+        fresh = {i for i in wanted if i in self._seen and now - self._seen[i][1] < self.ttl_s}
+        stale = wanted - fresh
+        if stale:
+            docs = await self.store.by_ids(
+                WEBHOOK_SUBSCRIPTIONS, stale, ["url", "secret", "active", "deleted_at"]
+            )
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            for sid in stale:
+                doc = docs.get(sid)
+                live = doc is not None and doc.get("active") and not doc.get("deleted_at")
+                target = (
+                    Target(str(doc["url"]), str(doc["secret"]))
+                    if live and doc is not None and doc.get("url") and doc.get("secret")
+                    else None
+                )
+                self._seen[sid] = (target, now)
+        return {i: t for i in wanted if (t := self._seen[i][0]) is not None}
+
+
+Resolve = Callable[[str], Awaitable[list[str]]]
+
+
+async def resolve_host(host: str) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    return [str(info[4][0]) for info in infos]
+
+
+class SubscriptionDelivery:
+    """POST to a subscription's own URL with its own secret. Outside dev/test, a URL whose
+    host resolves to a loopback or private address is refused (dead-lettered with the reason):
+    a name registered as public may point inward later."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, *, allow_private: bool, resolve: Resolve = resolve_host
+    ) -> None:
+        self.client = client
+        self.allow_private = allow_private
+        self.resolve = resolve
+
+    async def __call__(self, target: Target, note: Notification, body: bytes) -> Attempt:
+        if not self.allow_private:
+            host = urlsplit(target.url).hostname or ""
+            try:
+                addresses = [host] if blocked_address(host) else await self.resolve(host)
+            except OSError as err:  # a name that does not resolve now may resolve later
+                return Attempt(ok=False, retry=True, error=f"cannot resolve {host}: {err}")
+            inward = [a for a in addresses if blocked_address(a)]
+            if inward:
+                return Attempt(
+                    ok=False, error=f"{host} resolves to a private address ({inward[0]}): refused"
+                )
+        return await post_signed(self.client, target.url, target.secret, note, body)
+
+
+def subscription_of(note: Notification) -> str | None:
+    value = note.payload.get("subscription_id")
+    return value if isinstance(value, str) and value else None
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -137,6 +249,7 @@ class NotifyOutcome:
     delivered: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    dropped: int = 0  # for a webhook subscription that is gone
     attempts: int = 0
     seconds: list[float] = field(default_factory=list)
 
@@ -168,9 +281,13 @@ class Notifier:
         backoff: Backoff,
         concurrency: int,
         stop: asyncio.Event,
+        targets: Targets | None = None,
+        to_subscription: SubscriptionDelivery | None = None,
     ) -> None:
         self.store = store
         self.deliver = deliver
+        self.targets = targets
+        self.to_subscription = to_subscription
         self.dead_letters = dead_letters
         self.backoff = backoff
         self.limit = asyncio.Semaphore(concurrency)
@@ -193,9 +310,28 @@ class Notifier:
         done = await self.store.by_ids(NOTIFICATION_DELIVERIES, first, ["_id"])
         outcome.duplicates += len(done)
         todo = [(r, n) for key, (r, n) in first.items() if key not in done]
+        # Subscriptions are read here, before any delivery: a store error fails the batch whole
+        # (retried by the loop), never one delivery inside the task group.
+        wanted = {s for _r, n in todo if (s := subscription_of(n)) is not None}
+        found = await self.targets.resolve(wanted) if wanted and self.targets else {}
+        sends: list[tuple[Received, Notification, Delivery]] = []
+        for record, note in todo:
+            sid = subscription_of(note)
+            if sid is None:
+                sends.append((record, note, self.deliver))
+            elif (target := found.get(sid)) is not None and self.to_subscription is not None:
+                sends.append((record, note, functools.partial(self.to_subscription, target)))
+            else:
+                outcome.dropped += 1
+                log.info(
+                    "notification %s dropped: webhook subscription %s is deleted or inactive",
+                    note.notification_id,
+                    sid,
+                    extra={**_context(note), "subscription_id": sid},
+                )
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._one(r, n)) for r, n in todo]
+                tasks = [group.create_task(self._one(r, n, d)) for r, n, d in sends]
         except* Stopping:
             raise Stopping("stopping mid-delivery") from None
         results = [t.result() for t in tasks]
@@ -231,7 +367,7 @@ class Notifier:
         return outcome
 
     async def _one(
-        self, record: Received, note: Notification
+        self, record: Received, note: Notification, deliver: Delivery
     ) -> tuple[Received, Notification, Attempt, int, float]:
         started = utc_now()
         body = note.to_json_bytes()
@@ -239,7 +375,7 @@ class Notifier:
         async with self.limit:
             while True:
                 tries += 1
-                attempt = await self.deliver(note, body)
+                attempt = await deliver(note, body)
                 if attempt.ok or not attempt.retry or tries >= self.backoff.max_attempts:
                     return record, note, attempt, tries, _since(started)
                 delay = self.backoff.delay(tries, attempt.retry_after)
@@ -265,6 +401,7 @@ def _context(note: Notification) -> dict[str, Any]:
         "notification_type": note.type,
         "user_id": note.user_id,
         "request_id": note.payload.get("request_id"),
+        **({"subscription_id": s} if (s := subscription_of(note)) else {}),
     }
 
 

@@ -143,7 +143,15 @@ FLOWS: dict[str, Flow] = {
     ),
     "events.canonical": Flow(
         senders=(Party("normalizer"),),
-        receivers=(Party("importer", _default(ImporterSettings, "updates_group_id")),),
+        receivers=(
+            Party("importer", _default(ImporterSettings, "updates_group_id")),
+            Party(
+                "importer",
+                _default(ImporterSettings, "hooks_group_id"),
+                "matches each change against the webhook subscriptions",
+                role="hooks",
+            ),
+        ),
         public=True,
         summary="The public change feed of the canonical catalogue: one message per stored "
         "change of a canonical event (created, updated, cancelled, merged).",

@@ -92,6 +92,7 @@ async def test_sync_search_import_notify_and_fetch_on_demand(
                 **base,
                 "IMPORTER_GROUP_ID": f"importer-{unique}",
                 "IMPORTER_UPDATES_GROUP_ID": f"importer-updates-{unique}",
+                "IMPORTER_HOOKS_GROUP_ID": f"importer-hooks-{unique}",
                 "IMPORTER_REQUESTS_TOPIC": topics["import_requests"],
                 "IMPORTER_RESULTS_TOPIC": topics["import_results"],
                 "IMPORTER_NOTIFICATIONS_TOPIC": topics["notifications"],

@@ -310,12 +310,20 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/analytics/venues"): ("user", "/analytics/venues"),
     ("GET", "/analytics/imports"): ("admin", "/analytics/imports"),
     ("GET", "/analytics/providers"): ("admin", "/analytics/providers"),
+    # Webhook subscriptions (tests/integration/test_webhooks_api.py).
+    ("POST", "/webhooks"): ("organizer", "/webhooks"),
+    ("GET", "/webhooks"): ("organizer", "/webhooks"),
+    ("GET", "/webhooks/{subscription_id}"): ("organizer", "/webhooks/wh_nope"),
+    ("DELETE", "/webhooks/{subscription_id}"): ("organizer", "/webhooks/wh_nope"),
 }
 # A stream never ends, so a role's call cannot be awaited here: tests/integration/test_stream.py
 # checks its 401s and its filters against a real API process.
 STREAMS = {("GET", "/events/stream")}
 RANK = {"user": 1, "organizer": 2, "admin": 3}
-BODIES = {"/imports/bulk": {"items": [{"source": "meetup", "external_id": "7"}]}}
+BODIES = {
+    "/imports/bulk": {"items": [{"source": "meetup", "external_id": "7"}]},
+    "/webhooks": {"url": "https://hooks.example.com/h", "secret": "0123456789abcdef"},
+}
 
 
 def bad_tokens() -> dict[str, str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 import signal
 import socket
@@ -36,6 +38,7 @@ from shared.contracts import (
     Notification,
     Provider,
 )
+from shared.contracts.base import utc_now
 from shared.kafka import make_producer
 from shared.mongo import Document
 from shared.settings import KafkaSettings
@@ -185,6 +188,7 @@ def env(
         "IMPORTER_CHANGES_TOPIC": topics["changes"],
         "IMPORTER_GROUP_ID": f"importer-{unique}",
         "IMPORTER_UPDATES_GROUP_ID": f"importer-updates-{unique}",
+        "IMPORTER_HOOKS_GROUP_ID": f"importer-hooks-{unique}",
         "IMPORTER_HTTP_PORT": "0",
         "NOTIFIER_NOTIFICATIONS_TOPIC": topics["notifications"],
         "NOTIFIER_DLQ_TOPIC": topics["dlq"],
@@ -601,3 +605,170 @@ async def test_notifications_the_webhook_keeps_refusing_are_dead_lettered(
         assert (users.count("doomed"), users.count("gone"), users.count("fine")) == (4, 2, 1)
     finally:
         await hook.down()
+
+
+class Receiver:
+    """A subscriber's webhook on 127.0.0.1: /ok answers 200, /flaky 500 twice per notification
+    then 200, /bad 400; it keeps (path, headers, body) of every POST."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.received: list[tuple[str, dict[str, str], bytes]] = []
+        self.runner: web.AppRunner | None = None
+
+    async def handle(self, req: web.Request) -> web.Response:
+        body = await req.read()
+        self.received.append((req.path, dict(req.headers), body))
+        if req.path == "/bad":
+            return web.Response(status=400, text="no thanks")
+        if req.path == "/flaky":
+            tries = [h for p, h, _b in self.received if p == "/flaky"]
+            key = req.headers["Idempotency-Key"]
+            if sum(1 for h in tries if h["Idempotency-Key"] == key) <= 2:
+                return web.Response(status=500)
+        return web.Response(status=200)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def at(self, path: str) -> list[tuple[dict[str, str], bytes]]:
+        return [(h, b) for p, h, b in self.received if p == path]
+
+    async def up(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{name}", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def down(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+async def test_webhook_subscriptions_get_exactly_their_changes_once_signed(
+    env: dict[str, str], services: list[Service], topics: dict[str, str], tmp_path: Path,
+    kafka_settings: KafkaSettings, mongo_db: AsyncDatabase[Document],
+) -> None:  # fmt: skip
+    """Subscriptions registered through the API; canonical changes (matching and not) on the
+    test's events.canonical; the worker matches, the notifier delivers: each subscriber gets
+    exactly its changes, once, signed with its own secret; 500s are retried, a 400 is
+    dead-lettered with the reason, a redelivered change is not sent twice, and a notification
+    for a deleted subscription is dropped."""
+    from tests.integration.test_api_http import auth, client_of, services_over
+    from tests.unit.test_webhooks import CHICAGO, MILWAUKEE, change
+
+    receiver = Receiver(free_port())
+    await receiver.up()
+    secrets = {p: f"secret-for-{p.strip('/')}-0123456789" for p in ("/ok", "/flaky", "/bad")}
+    wanted = {
+        "/ok": {"category": "music", "types": ["created", "updated"],
+                "near": {"lat": CHICAGO[0], "lon": CHICAGO[1], "radius_km": 50}},
+        "/flaky": {"source": "seatgeek"},
+        "/bad": {"category": "comedy"},
+    }  # fmt: skip
+    api_services, _fake = services_over(mongo_db)
+    ids: dict[str, str] = {}
+    async with client_of(api_services) as http:
+        for path, filters in wanted.items():
+            body = {"url": receiver.url(path), "secret": secrets[path], "filters": filters}
+            made = await http.post("/webhooks", json=body, headers=auth("organizer", "sub-1"))
+            assert made.status_code == 201, made.text
+            ids[path] = made.json()["id"]
+        gone = await http.post(
+            "/webhooks",
+            json={"url": receiver.url("/ok"), "secret": "x" * 16},
+            headers=auth("organizer", "sub-2"),
+        )
+        assert (
+            await http.delete(f"/webhooks/{gone.json()['id']}", headers=auth("admin"))
+        ).status_code == 204
+    try:
+        worker = await launch(services, env, tmp_path / "worker.log", IMPORTER_HOOKS_REFRESH_S="1")
+        notifier = await launch(
+            services, env, tmp_path / "notifier.log", "notifier",
+            NOTIFIER_MAX_ATTEMPTS="4", NOTIFIER_BACKOFF_INITIAL_S="0.1",
+            NOTIFIER_BACKOFF_MAX_S="0.5",
+        )  # fmt: skip
+        now = utc_now()
+        changes = {
+            # music in Chicago, created: /ok only
+            "c1": change("c1", op=ChangeOp.CREATED, version=1, changed_at=now),
+            # music far away, on SeatGeek too: /flaky only (outside /ok's radius)
+            "c2": change("c2", at=MILWAUKEE, changed_at=now,
+                         sources=(Provider.TICKETMASTER, Provider.SEATGEEK)),
+            # sports in Chicago: nobody
+            "c3": change("c3", category="sports", sub="golf", changed_at=now),
+            # comedy, cancelled: /bad only
+            "c4": change("c4", op=ChangeOp.CANCELLED, category="comedy", sub=None, changed_at=now),
+            # music in Chicago but cancelled: /ok does not ask for cancellations
+            "c5": change("c5", op=ChangeOp.CANCELLED, changed_at=now),
+        }  # fmt: skip
+        producer = make_producer(kafka_settings)
+        await producer.start()
+        try:
+            for item in changes.values():
+                await producer.send_and_wait(
+                    topics["changes"], item.to_json_bytes(), key=item.canonical_id.encode()
+                )
+            deadline = time.monotonic() + 60
+            while not (
+                receiver.at("/ok") and len(receiver.at("/flaky")) >= 3 and receiver.at("/bad")
+            ):
+                worker.alive()
+                notifier.alive()
+                assert time.monotonic() < deadline, worker.tail() + notifier.tail()
+                await asyncio.sleep(0.2)
+            async with Tail(kafka_settings, topics["dlq"]) as tail:
+                dead = await tail.until(lambda rs: len(rs) >= 1, 30, [notifier], settle=1)
+            # The delivered changes again (a redelivery): nothing more reaches anyone. (A
+            # dead-lettered notification is not remembered as delivered: a copy is tried again.)
+            for key in ("c1", "c2"):
+                await producer.send_and_wait(
+                    topics["changes"], changes[key].to_json_bytes(), key=key.encode()
+                )
+        finally:
+            await producer.stop()
+        # A notification for the deleted subscription (matched just before its deletion).
+        stale = Notification(
+            user_id="sub-2", type="canonical.changed",
+            payload={"subscription_id": gone.json()["id"], "change": {}},
+        )  # fmt: skip
+        await publish_notes(kafka_settings, topics["notifications"], [stale])
+        deadline = time.monotonic() + 30
+        while stale.notification_id not in notifier.log.read_text():
+            assert time.monotonic() < deadline, notifier.tail()
+            await asyncio.sleep(0.3)
+        await asyncio.sleep(4)  # any extra copy would arrive now
+    finally:
+        await receiver.down()
+
+    def delivered(path: str) -> list[CanonicalChange]:
+        out = []
+        for headers, body in receiver.at(path):
+            digest = hmac.new(secrets[path].encode(), body, hashlib.sha256).hexdigest()
+            assert headers["X-Marquee-Signature"] == f"sha256={digest}"
+            note = Notification.model_validate_json(body)
+            assert headers["Idempotency-Key"] == note.notification_id
+            assert headers["ce_type"] == Notification.type_name()
+            assert note.type == "canonical.changed"
+            assert note.user_id == "sub-1"
+            assert note.payload["subscription_id"] == ids[path]
+            assert secrets[path] not in body.decode()
+            out.append(CanonicalChange.model_validate(note.payload["change"]))
+        return out
+
+    assert [c.canonical_id for c in delivered("/ok")] == ["c1"]
+    flaky = delivered("/flaky")
+    assert [c.canonical_id for c in flaky] == ["c2", "c2", "c2"]  # 500, 500, then 200
+    assert len({h["Idempotency-Key"] for h, _b in receiver.at("/flaky")}) == 1
+    assert [c.canonical_id for c in delivered("/bad")] == ["c4"]  # a 400 is not retried
+    assert len(dead) == 1
+    headers = dict(dead[0].headers)
+    assert headers["dlq_error_message"].startswith(b"HTTP 400")
+    assert headers["dlq_attempt"] == b"1"
+    assert Notification.model_validate_json(dead[0].value).payload["subscription_id"] == ids["/bad"]
+    log_text = notifier.log.read_text()
+    assert "is deleted or inactive" in log_text
+    assert all(s not in log_text for s in secrets.values())
+    assert all(s not in worker.log.read_text() for s in secrets.values())

@@ -143,6 +143,7 @@ def importer_env(base: dict[str, str], topics: dict[str, str], unique: str) -> d
         **base,
         "IMPORTER_GROUP_ID": f"importer-web-{unique}",
         "IMPORTER_UPDATES_GROUP_ID": f"importer-updates-web-{unique}",
+        "IMPORTER_HOOKS_GROUP_ID": f"importer-hooks-web-{unique}",
         "IMPORTER_REQUESTS_TOPIC": topics["import_requests"],
         "IMPORTER_RESULTS_TOPIC": topics["import_results"],
         "IMPORTER_NOTIFICATIONS_TOPIC": topics["notifications"],

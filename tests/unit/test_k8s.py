@@ -32,7 +32,11 @@ SERVICES: dict[str, tuple[type[ServiceSettings], list[tuple[str, str]]]] = {
     "normalizer": (NormalizerSettings, [("app_id", "input_topic")]),
     "importer": (
         ImporterSettings,
-        [("group_id", "requests_topic"), ("updates_group_id", "changes_topic")],
+        [
+            ("group_id", "requests_topic"),
+            ("updates_group_id", "changes_topic"),
+            ("hooks_group_id", "changes_topic"),
+        ],
     ),
     "notifier": (NotifierSettings, [("group_id", "notifications_topic")]),
     "api": (ApiSettings, []),
