@@ -31,6 +31,10 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 class NearIn(Near):
     model_config = ConfigDict(extra="forbid")
+    # Strict numbers: "0" or true is not a coordinate (the OpenAPI says number).
+    lat: float = Field(ge=-90, le=90, strict=True)
+    lon: float = Field(ge=-180, le=180, strict=True)
+    radius_km: float = Field(default=50.0, gt=0, le=20_000, strict=True)
 
 
 class FiltersIn(WebhookFilters):
@@ -40,12 +44,22 @@ class FiltersIn(WebhookFilters):
     near: NearIn | None = None
 
 
+URL_PATTERN = (
+    r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+    r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+    r"(?:[/?#][^\s]*)?$"
+)
+
+
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(
         min_length=1,
         max_length=2000,
+        # Declared in the schema, so a client (or a fuzzer) knows what passes: a host name or
+        # IPv4 address, an optional port 1-65535, then any path and query.
+        pattern=URL_PATTERN,
         description="http or https; outside dev/test not a loopback or private address",
     )
     secret: str = Field(
