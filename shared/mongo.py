@@ -31,6 +31,8 @@ IMPORTS = "imports"  # the importer's claims: one per imported event
 IMPORT_REQUESTS = "api_import_requests"
 # Outside subscribers' webhooks for canonical changes (API writes, importer and notifier read).
 WEBHOOK_SUBSCRIPTIONS = "webhook_subscriptions"
+# Spotify artists matched to providers' performers (the normalizer writes, recommendations read).
+ARTISTS = "artists"
 
 
 def _search_indexes() -> list[IndexModel]:
@@ -99,6 +101,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("created_at", ASCENDING), ("_id", ASCENDING)], name="created_id"),
         # What the importer's matcher loads every few seconds.
         IndexModel([("active", ASCENDING)], name="active"),
+    ],
+    # Recommendations resolve liked artists by Spotify id or by name (services/api/recommend.py).
+    ARTISTS: [
+        IndexModel([("spotify_id", ASCENDING)], name="spotify_id"),
+        IndexModel([("name_key", ASCENDING)], name="name_key"),
     ],
     # Scheduler slots: each document names its own expiry, so old slots go away by themselves.
     LEASES: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl")],

@@ -127,3 +127,9 @@ def with_search_fields(docs: Iterable[dict[str, Any]]) -> None:
         for name in SEARCH_FIELDS:
             doc.pop(name, None)
         doc.update(search_fields(doc))
+
+
+def name_key(name: str) -> str:
+    """How artist names are compared (the ``artists`` collection's ``name_key``): their words,
+    lower case, accents folded."""
+    return " ".join(tokens(name))

@@ -154,3 +154,29 @@ READ_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Error, "description": "invalid parameter (details per field)"},
     503: {"model": Error, "description": "the store is unreachable; retry_after"},
 }
+
+
+# --- /recommendations -------------------------------------------------------------------------
+
+
+class RecommendedArtist(BaseModel):
+    asked: str = Field(description="as given in `artists`")
+    name: str
+    spotify_id: str | None = None
+    genres: list[str]
+
+
+class Recommendation(BaseModel):
+    event: CanonicalEventOut
+    score: float = Field(description="genre similarity + liked artist + popularity + nearness")
+    distance_km: float
+    why: list[str] = Field(min_length=1, description='e.g. "shares genre rock with Artist X"')
+    artists: list[str] = Field(description="the liked artists it is recommended for")
+
+
+class RecommendationsResponse(BaseModel):
+    recommendations: list[Recommendation]
+    artists: list[RecommendedArtist] = Field(description="the liked artists found")
+    unmatched: list[str] = Field(description="asked artists that are no known id or name")
+    total_count: int = Field(description="recommendations from this page's position on")
+    next_cursor: str | None = None

@@ -43,7 +43,15 @@ from shared.mongo import (
     duplicates_only,
     ensure_indexes,
 )
-from shared.search import ADDON, DAY, TERMS, WHEN, search_fields, with_search_fields
+from shared.search import (
+    ADDON,
+    DAY,
+    TERMS,
+    WHEN,
+    name_key,
+    search_fields,
+    with_search_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -731,6 +739,8 @@ class Normalizer:
         return {
             "_id": f"{provider}:{performer}",
             **artist.model_dump(mode="python"),
+            # The recommendations find a liked artist by name on this (shared/mongo.py index).
+            "name_key": name_key(artist.name),
             "match_confidence": float(headers.get("ce_matchconfidence") or 0) or None,
             "match_method": headers.get("ce_matchmethod"),
             # Events that name this performer (ingestor header): re-merged below.

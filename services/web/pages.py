@@ -420,6 +420,10 @@ def install(app: FastAPI) -> None:
 
     app.include_router(live.pages)
     app.include_router(live.streams)
+    # Artist recommendations (services/web/recommend.py).
+    from services.web import recommend
+
+    app.include_router(recommend.router)
     app.mount("/web/static", StaticFiles(directory=STATIC_DIR), name="web-static")
 
     @app.get("/web", include_in_schema=False)

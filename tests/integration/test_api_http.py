@@ -315,6 +315,8 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/webhooks"): ("organizer", "/webhooks"),
     ("GET", "/webhooks/{subscription_id}"): ("organizer", "/webhooks/wh_nope"),
     ("DELETE", "/webhooks/{subscription_id}"): ("organizer", "/webhooks/wh_nope"),
+    # Artist recommendations (tests/integration/test_recommendations.py).
+    ("GET", "/recommendations"): ("user", "/recommendations?artists=sp1&near=36.16,-86.78"),
 }
 # A stream never ends, so a role's call cannot be awaited here: tests/integration/test_stream.py
 # checks its 401s and its filters against a real API process.
