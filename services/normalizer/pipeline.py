@@ -44,6 +44,7 @@ from shared.mongo import (
     ensure_indexes,
 )
 from shared.search import ADDON, DAY, TERMS, WHEN, search_fields, with_search_fields
+from shared.series import PRICE_SERIES, Point, append_op, latest_per_key, point_of
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,8 @@ class WriteStep:
     relinked: list[Document] = field(default_factory=list)
     # Announced before the step is written.
     changes: list[CanonicalChange] = field(default_factory=list)
+    # Price and listing points of the changed records (shared/series.py), written with them.
+    series: list[Point] = field(default_factory=list)
 
 
 @dataclass
@@ -447,6 +450,22 @@ class CatalogueStore:
             )
             self.writes[EXTERNAL_EVENTS, "rewrite"] += len(relinks)
 
+    async def write_series(self, points: Sequence[Point]) -> int:
+        """One unordered bulk of bucket upserts; returns the points appended. A point equal
+        to its bucket's last one collides on ``_id`` (its filter wants a different last):
+        that is the store saying "nothing new", not an error."""
+        if not points:
+            return 0
+        ops = [append_op(p) for p in latest_per_key(points)]
+        try:
+            await self.db[PRICE_SERIES].bulk_write(ops, ordered=False)
+        except BulkWriteError as err:
+            added = len(ops) - len(duplicates_only(err))
+        else:
+            added = len(ops)
+        self.writes[PRICE_SERIES, "append"] += added
+        return added
+
     async def _put(
         self,
         collection: str,
@@ -525,6 +544,8 @@ class Normalizer:
         self.store = store
         self.emit = emit
         self.threshold = resolver_threshold
+        # Whether changed records append price and listing points (the benchmark turns it off).
+        self.series = True
         # Categories this worker has stored: each is written once per process, not per record.
         self.categories_seen: set[tuple[str, str]] = set()
         self.clock = StageClock()
@@ -622,8 +643,13 @@ class Normalizer:
         """Write the batch's per-source records, once its canonical events are written."""
         began = time.perf_counter()
         for step in plan.steps:
-            await self.store.write_records(
-                step.externals, existing=step.existing, relinks=step.relinks
+            # The series upserts are idempotent (a repeated point is not appended), so they go
+            # out beside the records: a retried commit writes them again harmlessly.
+            await asyncio.gather(
+                self.store.write_records(
+                    step.externals, existing=step.existing, relinks=step.relinks
+                ),
+                self.store.write_series(step.series),
             )
         for step in plan.steps:
             self.store.unstage(step, (EXTERNAL_EVENTS,))
@@ -695,11 +721,29 @@ class Normalizer:
             changed[key] = event
         clock.lap("map")
         if changed:
-            plan.steps.append(self._staged(await self._resolve(changed, outcome)))
+            step = await self._resolve(changed, outcome)
+            step.series = self._points(changed, latest)
+            plan.steps.append(self._staged(step))
         named = {k for a in artists.values() for k in a.get("events", [])} - set(changed)
         if named:
             plan.steps.append(self._staged(await self._rejoin(named, outcome)))
             clock.lap("rejoin")
+
+    def _points(
+        self, changed: Mapping[str, ExternalEvent], latest: Mapping[str, tuple[RawRecord, Message]]
+    ) -> list[Point]:
+        """What the changed records' payloads say of prices and listings."""
+        if not self.series:
+            return []
+        points = []
+        for key in changed:
+            raw = latest[key][0]
+            if raw.tombstone:
+                continue
+            point = point_of(raw.provider.value, raw.external_id, raw.payload, raw.fetched_at)
+            if point is not None:
+                points.append(point)
+        return points
 
     def _staged(self, step: WriteStep) -> WriteStep:
         self.store.stage(step)
