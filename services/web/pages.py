@@ -420,6 +420,10 @@ def install(app: FastAPI) -> None:
 
     app.include_router(live.pages)
     app.include_router(live.streams)
+    # Price and listing history of an event (services/web/prices.py).
+    from services.web import prices
+
+    app.include_router(prices.router)
     app.mount("/web/static", StaticFiles(directory=STATIC_DIR), name="web-static")
 
     @app.get("/web", include_in_schema=False)

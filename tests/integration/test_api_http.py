@@ -315,6 +315,12 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/webhooks"): ("organizer", "/webhooks"),
     ("GET", "/webhooks/{subscription_id}"): ("organizer", "/webhooks/wh_nope"),
     ("DELETE", "/webhooks/{subscription_id}"): ("organizer", "/webhooks/wh_nope"),
+    # Price and listing history (tests/integration/test_prices_api.py).
+    ("GET", "/events/{event_id}/prices"): ("user", "/events/c1/prices"),
+    ("GET", "/external-events/{source}/{external_id}/prices"): (
+        "user",
+        "/external-events/meetup/7/prices",
+    ),
 }
 # A stream never ends, so a role's call cannot be awaited here: tests/integration/test_stream.py
 # checks its 401s and its filters against a real API process.
