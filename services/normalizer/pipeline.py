@@ -44,7 +44,14 @@ from shared.mongo import (
     ensure_indexes,
 )
 from shared.search import ADDON, DAY, TERMS, WHEN, search_fields, with_search_fields
-from shared.series import PRICE_SERIES, Point, append_op, latest_per_key, point_of
+from shared.series import (
+    PRICE_SERIES,
+    Point,
+    append_op,
+    bucket_doc,
+    latest_per_key,
+    point_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -450,21 +457,46 @@ class CatalogueStore:
             )
             self.writes[EXTERNAL_EVENTS, "rewrite"] += len(relinks)
 
-    async def write_series(self, points: Sequence[Point]) -> int:
-        """One unordered bulk of bucket upserts; returns the points appended. A point equal
-        to its bucket's last one collides on ``_id`` (its filter wants a different last):
-        that is the store saying "nothing new", not an error."""
+    async def write_series(self, points: Sequence[Point], fresh: Iterable[str] = ()) -> int:
+        """Append the points (shared/series.py); returns how many were appended.
+
+        Points of records new to the catalogue (``fresh`` keys) start their bucket: inserted.
+        The others are upserts that append unless the point repeats its bucket's last one. An
+        upsert whose filter finds no bucket with another last point collides on ``_id``: that
+        is the store saying "nothing new", not an error; an insert that collides (a replay)
+        is redone as that upsert. One unordered bulk of each, together."""
         if not points:
             return 0
-        ops = [append_op(p) for p in latest_per_key(points)]
+        new = set(fresh)
+        latest = latest_per_key(points)
+        collided, appended = await asyncio.gather(
+            self._insert_series([p for p in latest if p.key in new]),
+            self._append_series([p for p in latest if p.key not in new]),
+        )
+        inserted = sum(1 for p in latest if p.key in new) - len(collided)
+        added = inserted + appended + await self._append_series(collided)
+        self.writes[PRICE_SERIES, "append"] += added
+        return added
+
+    async def _insert_series(self, points: list[Point]) -> list[Point]:
+        """Insert a bucket per point; returns the points whose bucket exists (a replay)."""
+        if not points:
+            return []
+        try:
+            await self.db[PRICE_SERIES].insert_many([bucket_doc(p) for p in points], ordered=False)
+        except BulkWriteError as err:
+            return [points[i] for i in duplicates_only(err)]
+        return []
+
+    async def _append_series(self, points: list[Point]) -> int:
+        if not points:
+            return 0
+        ops = [append_op(p) for p in points]
         try:
             await self.db[PRICE_SERIES].bulk_write(ops, ordered=False)
         except BulkWriteError as err:
-            added = len(ops) - len(duplicates_only(err))
-        else:
-            added = len(ops)
-        self.writes[PRICE_SERIES, "append"] += added
-        return added
+            return len(ops) - len(duplicates_only(err))
+        return len(ops)
 
     async def _put(
         self,
@@ -649,7 +681,10 @@ class Normalizer:
                 self.store.write_records(
                     step.externals, existing=step.existing, relinks=step.relinks
                 ),
-                self.store.write_series(step.series),
+                self.store.write_series(
+                    step.series,
+                    (str(d["_id"]) for d in step.externals if d["_id"] not in step.existing),
+                ),
             )
         for step in plan.steps:
             self.store.unstage(step, (EXTERNAL_EVENTS,))

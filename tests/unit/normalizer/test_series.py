@@ -12,6 +12,7 @@ from shared.series import (
     RETENTION_DAYS,
     Point,
     append_op,
+    bucket_doc,
     bucket_id,
     day_of,
     flatten,
@@ -97,6 +98,12 @@ def test_the_upsert_appends_only_a_changed_point() -> None:
     }
     assert doc["$setOnInsert"]["day"] == datetime(2027, 3, 1, tzinfo=UTC)
     assert op._upsert is True
+    # A record's first bucket is inserted whole: what the upsert would have made of nothing.
+    fresh = bucket_doc(_point(T0, 10))
+    assert fresh["_id"] == flt["_id"]
+    assert fresh["points"] == [doc["$push"]["points"]]
+    assert fresh["last"] == doc["$set"]["last"]
+    assert {k: fresh[k] for k in ("key", "source", "day")} == doc["$setOnInsert"]
     # A batch holding two fetches of a record appends the newest only.
     newest = latest_per_key([_point(T0, 10), _point(T0 + timedelta(hours=1), 8)])
     assert [p.listings for p in newest] == [8]
