@@ -258,6 +258,8 @@ class CatalogueStore:
         # A batch is resolved while the one before it is still being written (the worker's
         # CPU overlaps the store's): that batch's documents are read from here meanwhile.
         self.staged: dict[str, dict[str, Document]] = {EVENTS: {}, EXTERNAL_EVENTS: {}}
+        # Seconds the series bulks took (they overlap the records' write: benchmarks/series.py).
+        self.series_seconds = 0.0
 
     def stage(self, step: WriteStep) -> None:
         for collection, docs in (
@@ -467,6 +469,7 @@ class CatalogueStore:
         is redone as that upsert. One unordered bulk of each, together."""
         if not points:
             return 0
+        began = time.perf_counter()
         new = set(fresh)
         latest = latest_per_key(points)
         collided, appended = await asyncio.gather(
@@ -476,6 +479,7 @@ class CatalogueStore:
         inserted = sum(1 for p in latest if p.key in new) - len(collided)
         added = inserted + appended + await self._append_series(collided)
         self.writes[PRICE_SERIES, "append"] += added
+        self.series_seconds += time.perf_counter() - began
         return added
 
     async def _insert_series(self, points: list[Point]) -> list[Point]:
