@@ -14,6 +14,7 @@ from pymongo.errors import BulkWriteError
 from pymongo.write_concern import WriteConcern
 
 from shared.search import DAY, GEO, TERMS, WHEN
+from shared.series import PRICE_SERIES, RETENTION_DAYS
 from shared.settings import MongoSettings
 
 Document = dict[str, Any]
@@ -109,6 +110,11 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     # Scheduler slots: each document names its own expiry, so old slots go away by themselves.
     LEASES: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl")],
+    # Price and listing series (shared/series.py): a record's buckets by day, and retention.
+    PRICE_SERIES: [
+        IndexModel([("key", ASCENDING), ("day", ASCENDING)], name="key_day"),
+        IndexModel([("day", ASCENDING)], expireAfterSeconds=RETENTION_DAYS * 86400, name="day_ttl"),
+    ],
 }
 
 

@@ -839,8 +839,30 @@ class World:
             for rec in [*perf.recs.values(), *perf.addons]:
                 rec.created = rec.changed = self.now
             summary["created"] += 1
+        summary["repriced"] = self._market(live, hours)
         self._reindex()
         return summary
+
+    def _market(self, live: list[Performance], hours: float) -> int:
+        """Prices drift and listings sell down as the date nears: a share of the priced, listed
+        performances (8 % a day) move. A generator of its own, so the other changes of a step
+        are those they were before markets moved."""
+        if hours <= 0:
+            return 0
+        rng = random.Random(f"{self.seed}:{self.step}:{hours}:market")  # noqa: S311
+        priced = [p for p in live if p.price is not None and p.listing_count > 0]
+        n = min(len(priced), max(1, round(len(priced) * 0.08 * hours / 24)))
+        for perf in rng.sample(priced, n):
+            assert perf.price is not None
+            days_left = max((perf.start - self.now).total_seconds() / 86400, 0.0)
+            # Nearer dates sell faster: 5-10 % of what is left, up to a third in the last days.
+            share = rng.uniform(0.05, 0.1) + 0.25 / (1 + days_left / 3)
+            sold = max(1, round(perf.listing_count * share))
+            perf.listing_count = max(0, perf.listing_count - sold)
+            f = 1 + rng.uniform(-0.04, 0.1)
+            perf.price = (round(perf.price[0] * f, 2), round(perf.price[1] * f, 2))
+            self._touch(perf)
+        return n
 
     def _touch(self, perf: Performance) -> None:
         for rec in [*perf.recs.values(), *perf.addons]:

@@ -52,6 +52,14 @@ from shared.search import (
     search_fields,
     with_search_fields,
 )
+from shared.series import (
+    PRICE_SERIES,
+    Point,
+    append_op,
+    bucket_doc,
+    latest_per_key,
+    point_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +163,8 @@ class WriteStep:
     relinked: list[Document] = field(default_factory=list)
     # Announced before the step is written.
     changes: list[CanonicalChange] = field(default_factory=list)
+    # Price and listing points of the changed records (shared/series.py), written with them.
+    series: list[Point] = field(default_factory=list)
 
 
 @dataclass
@@ -256,6 +266,8 @@ class CatalogueStore:
         # A batch is resolved while the one before it is still being written (the worker's
         # CPU overlaps the store's): that batch's documents are read from here meanwhile.
         self.staged: dict[str, dict[str, Document]] = {EVENTS: {}, EXTERNAL_EVENTS: {}}
+        # Seconds the series bulks took (they overlap the records' write: benchmarks/series.py).
+        self.series_seconds = 0.0
 
     def stage(self, step: WriteStep) -> None:
         for collection, docs in (
@@ -455,6 +467,49 @@ class CatalogueStore:
             )
             self.writes[EXTERNAL_EVENTS, "rewrite"] += len(relinks)
 
+    async def write_series(self, points: Sequence[Point], fresh: Iterable[str] = ()) -> int:
+        """Append the points (shared/series.py); returns how many were appended.
+
+        Points of records new to the catalogue (``fresh`` keys) start their bucket: inserted.
+        The others are upserts that append unless the point repeats its bucket's last one. An
+        upsert whose filter finds no bucket with another last point collides on ``_id``: that
+        is the store saying "nothing new", not an error; an insert that collides (a replay)
+        is redone as that upsert. One unordered bulk of each, together."""
+        if not points:
+            return 0
+        began = time.perf_counter()
+        new = set(fresh)
+        latest = latest_per_key(points)
+        collided, appended = await asyncio.gather(
+            self._insert_series([p for p in latest if p.key in new]),
+            self._append_series([p for p in latest if p.key not in new]),
+        )
+        inserted = sum(1 for p in latest if p.key in new) - len(collided)
+        added = inserted + appended + await self._append_series(collided)
+        self.writes[PRICE_SERIES, "append"] += added
+        self.series_seconds += time.perf_counter() - began
+        return added
+
+    async def _insert_series(self, points: list[Point]) -> list[Point]:
+        """Insert a bucket per point; returns the points whose bucket exists (a replay)."""
+        if not points:
+            return []
+        try:
+            await self.db[PRICE_SERIES].insert_many([bucket_doc(p) for p in points], ordered=False)
+        except BulkWriteError as err:
+            return [points[i] for i in duplicates_only(err)]
+        return []
+
+    async def _append_series(self, points: list[Point]) -> int:
+        if not points:
+            return 0
+        ops = [append_op(p) for p in points]
+        try:
+            await self.db[PRICE_SERIES].bulk_write(ops, ordered=False)
+        except BulkWriteError as err:
+            return len(ops) - len(duplicates_only(err))
+        return len(ops)
+
     async def _put(
         self,
         collection: str,
@@ -533,6 +588,8 @@ class Normalizer:
         self.store = store
         self.emit = emit
         self.threshold = resolver_threshold
+        # Whether changed records append price and listing points (the benchmark turns it off).
+        self.series = True
         # Categories this worker has stored: each is written once per process, not per record.
         self.categories_seen: set[tuple[str, str]] = set()
         self.clock = StageClock()
@@ -630,8 +687,16 @@ class Normalizer:
         """Write the batch's per-source records, once its canonical events are written."""
         began = time.perf_counter()
         for step in plan.steps:
-            await self.store.write_records(
-                step.externals, existing=step.existing, relinks=step.relinks
+            # The series upserts are idempotent (a repeated point is not appended), so they go
+            # out beside the records: a retried commit writes them again harmlessly.
+            await asyncio.gather(
+                self.store.write_records(
+                    step.externals, existing=step.existing, relinks=step.relinks
+                ),
+                self.store.write_series(
+                    step.series,
+                    (str(d["_id"]) for d in step.externals if d["_id"] not in step.existing),
+                ),
             )
         for step in plan.steps:
             self.store.unstage(step, (EXTERNAL_EVENTS,))
@@ -703,11 +768,29 @@ class Normalizer:
             changed[key] = event
         clock.lap("map")
         if changed:
-            plan.steps.append(self._staged(await self._resolve(changed, outcome)))
+            step = await self._resolve(changed, outcome)
+            step.series = self._points(changed, latest)
+            plan.steps.append(self._staged(step))
         named = {k for a in artists.values() for k in a.get("events", [])} - set(changed)
         if named:
             plan.steps.append(self._staged(await self._rejoin(named, outcome)))
             clock.lap("rejoin")
+
+    def _points(
+        self, changed: Mapping[str, ExternalEvent], latest: Mapping[str, tuple[RawRecord, Message]]
+    ) -> list[Point]:
+        """What the changed records' payloads say of prices and listings."""
+        if not self.series:
+            return []
+        points = []
+        for key in changed:
+            raw = latest[key][0]
+            if raw.tombstone:
+                continue
+            point = point_of(raw.provider.value, raw.external_id, raw.payload, raw.fetched_at)
+            if point is not None:
+                points.append(point)
+        return points
 
     def _staged(self, step: WriteStep) -> WriteStep:
         self.store.stage(step)

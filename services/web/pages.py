@@ -424,6 +424,10 @@ def install(app: FastAPI) -> None:
     from services.web import recommend
 
     app.include_router(recommend.router)
+    # Price and listing history of an event (services/web/prices.py).
+    from services.web import prices
+
+    app.include_router(prices.router)
     app.mount("/web/static", StaticFiles(directory=STATIC_DIR), name="web-static")
 
     @app.get("/web", include_in_schema=False)

@@ -317,6 +317,12 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, str]] = {
     ("DELETE", "/webhooks/{subscription_id}"): ("organizer", "/webhooks/wh_nope"),
     # Artist recommendations (tests/integration/test_recommendations.py).
     ("GET", "/recommendations"): ("user", "/recommendations?artists=sp1&near=36.16,-86.78"),
+    # Price and listing history (tests/integration/test_prices_api.py).
+    ("GET", "/events/{event_id}/prices"): ("user", "/events/c1/prices"),
+    ("GET", "/external-events/{source}/{external_id}/prices"): (
+        "user",
+        "/external-events/meetup/7/prices",
+    ),
 }
 # A stream never ends, so a role's call cannot be awaited here: tests/integration/test_stream.py
 # checks its 401s and its filters against a real API process.
