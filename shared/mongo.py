@@ -75,6 +75,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel(
             [("source", ASCENDING), ("external_event_id", ASCENDING)], name="source_external_event"
         ),
+        # The organizer's own local events in start order (GET /feeds/local-events.ics).
+        IndexModel([("created_by", ASCENDING), ("start", ASCENDING)], name="created_by_start"),
     ],
     CHECKPOINTS: [
         IndexModel(

@@ -24,6 +24,7 @@ from services.api.routers import (
     local_events,
     stream,
 )
+from services.api.routers import feeds as feeds_routes
 from services.api.routers import webhooks as webhook_routes
 from services.web import pages
 from shared.health import run_checks
@@ -70,6 +71,8 @@ def create_app(
     app.include_router(analytics_routes.router)
     # Webhook subscriptions to canonical changes (/webhooks).
     app.include_router(webhook_routes.router)
+    # Marketing: iCalendar/Atom/RSS feeds, JSON-LD, embeddable widgets (/feeds, /widgets).
+    app.include_router(feeds_routes.router)
     docs.install(app)
     # The web pages (services/web): same process, same services, under /web.
     pages.install(app)

@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pymongo.errors import PyMongoError
 
+from services.api import feeds
 from services.api.auth import ROLE_NAMES, Principal, Role, mint
 from services.api.deps import Services
 from services.api.errors import ApiError
@@ -296,6 +297,11 @@ async def search(request: Request) -> Response:
         "first_link": view.page_link(form) if cursor else None,
         "searched": bool(form) or cursor is not None,
         "count_text": view.count_text(page.total, page.total_exact) if page else "",
+        # "Subscribe to this search": the search's own parameters on each feed.
+        "search_feeds": feeds.search_feeds(
+            links_of(request).base,
+            {**({"q": form["q"]} if form.get("q") else {}), **params},
+        ),
     }
     # A search near a place also shows its results on the map (services/web/maps.py).
     if page is not None and page.docs and "near" in params:
@@ -327,6 +333,8 @@ async def detail_context(request: Request, event_id: str) -> dict[str, Any] | Re
         "performers": view.performers(event, records),
         "json_ld": view.script_json(view.json_ld(event, records, page_url)),
         "outcome": None,
+        # The "Share" section: UTM-tagged links, calendars, widgets (services/api/feeds.py).
+        "share": feeds.share_section(event, links_of(request).base),
     }
 
 

@@ -1,0 +1,312 @@
+"""Marketing tools: iCalendar and Atom/RSS feeds, schema.org JSON-LD, embeddable widgets.
+
+Calendar apps, feed readers and iframes send no header, so every route here also takes the API's
+own JWT as the ``token`` query parameter (same signature checks, roles, 401/403 and rate limits
+as ``Authorization: Bearer``; a header wins when both are given). The organizer's feed lists only
+the caller's own local events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
+from pymongo.errors import PyMongoError
+
+from services.api import feeds
+from services.api.auth import Principal, Role, bearer_token, forbidden
+from services.api.catalogue import Query as CatalogueQuery
+from services.api.deps import Deps, LinkBase, Services, authenticate, bearer_scheme
+from services.api.errors import not_found, unavailable
+from services.api.params import FILTER_PARAMETERS, Q_PARAMETER, read_filters, validated
+from services.api.schemas import ERRORS, READ_ERRORS, Error
+from services.web import view
+from shared.mongo import EXTERNAL_EVENTS, LOCAL_EVENTS, Document
+from shared.search import tokens
+
+router = APIRouter(tags=["marketing"])
+
+QUERY_AUTH_HELP = (
+    "the API's JWT, for clients that cannot send `Authorization` (calendar apps, feed readers,"
+    " iframes); the header wins when both are given"
+)
+# A name has a word in it (letters or digits): it is matched word by word, case and accents
+# folded (shared/search.py).
+NAME_PATTERN = r"[^\W_]"
+# Search feeds take the listing filters except paging and order (a feed has its own).
+FEED_FILTERS = [p for p in FILTER_PARAMETERS if p["name"] not in ("limit", "cursor", "sort")]
+CACHE_CONTROL = "private, max-age=300"
+WIDGET_MAX = 20
+ICS = "text/calendar; charset=utf-8"
+
+
+def feed_principal(role: Role) -> Callable[..., Any]:
+    async def check(
+        request: Request,
+        _scheme: Annotated[object, Depends(bearer_scheme)] = None,
+        token: Annotated[str | None, Query(max_length=4000, description=QUERY_AUTH_HELP)] = None,
+    ) -> Principal:
+        header = request.headers.get("authorization")
+
+        def token_of() -> str:
+            return bearer_token(header) if header or not token else token
+
+        principal = await authenticate(request, token_of)
+        if not principal.can(role):
+            raise forbidden(f"Requires the {role.name.lower()} role")
+        return principal
+
+    return check
+
+
+FeedUser = Annotated[Principal, Depends(feed_principal(Role.USER))]
+FeedOrganizer = Annotated[Principal, Depends(feed_principal(Role.ORGANIZER))]
+Name = Annotated[str, Path(min_length=1, max_length=200, pattern=NAME_PATTERN)]
+NOT_FOUND = {**ERRORS, 404: {"model": Error}, 503: {"model": Error}}
+
+
+def _same(a: Any, b: str) -> bool:
+    return bool(a) and tokens(str(a)) == tokens(b)
+
+
+async def collect(
+    services: Services,
+    query: CatalogueQuery,
+    keep: Callable[[Document], bool] | None = None,
+    cap: int = feeds.ICS_MAX,
+) -> list[Document]:
+    """Canonical events matching ``query`` (and ``keep``), in its order, at most ``cap``: read a
+    page of the listing at a time (each page an indexed window, see catalogue.py)."""
+    found: list[Document] = []
+    position = query.after
+    try:
+        while len(found) < cap:
+            page = await services.catalogue.listing(
+                replace(query, after=position, limit=min(1000, cap - len(found)))
+            )
+            found.extend(d for d in page.docs if keep is None or keep(d))
+            if page.next_after is None:
+                break
+            position = page.next_after
+    except PyMongoError as err:
+        raise unavailable("Store unavailable") from err
+    return found[:cap]
+
+
+def reply(request: Request, body: bytes, media_type: str, *, name: str | None = None) -> Response:
+    """The body with its validators: ``If-None-Match`` of the same body is a 304."""
+    tag = feeds.etag(body)
+    headers = {"ETag": tag, "Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
+    if name:
+        headers["Content-Disposition"] = f'inline; filename="{name}"'
+    if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
+
+
+def search_query(request: Request, sort: str) -> tuple[CatalogueQuery, str]:
+    filters, read = read_filters(request.query_params)
+    q = read.text("q")
+    validated(read)
+    query = replace(filters.query(q), sort=sort, after=None)
+    return query, q or "everything"
+
+
+def venue_query(venue: str) -> CatalogueQuery:
+    return CatalogueQuery(location=tokens(venue), limit=1000)
+
+
+def artist_query(artist: str) -> CatalogueQuery:
+    # The words lead the indexed search; the exact name is checked on the matches (by_artist).
+    return CatalogueQuery(words=tokens(artist), limit=1000)
+
+
+def at_venue(venue: str) -> Callable[[Document], bool]:
+    return lambda doc: _same((doc.get("venue") or {}).get("name"), venue)
+
+
+def by_artist(artist: str) -> Callable[[Document], bool]:
+    return lambda doc: any(
+        _same(p.get("name"), artist) for p in doc.get("performers") or [] if isinstance(p, dict)
+    )
+
+
+FEED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **READ_ERRORS,
+    200: {"content": {"text/calendar": {"schema": {"type": "string"}}}},
+    304: {"description": "Not modified (If-None-Match)"},
+}
+
+
+@router.get(
+    "/feeds/search.ics",
+    responses=FEED_RESPONSES,
+    response_class=Response,
+    summary="iCalendar (RFC 5545) of a search's upcoming events: a saved search is this URL",
+    openapi_extra={"parameters": [Q_PARAMETER, *FEED_FILTERS]},
+)
+async def search_ics(
+    request: Request, services: Deps, _user: FeedUser, links: LinkBase
+) -> Response:
+    query, title = search_query(request, "start")
+    docs = await collect(services, query)
+    return reply(request, feeds.calendar(docs, f"Marquee: {title}", links.base), ICS)
+
+
+@router.get(
+    "/feeds/venues/{venue}.ics",
+    responses=FEED_RESPONSES,
+    response_class=Response,
+    summary="iCalendar of a venue's upcoming events (the venue's name, matched word for word)",
+)
+async def venue_ics(
+    request: Request, services: Deps, _user: FeedUser, links: LinkBase, venue: Name
+) -> Response:
+    docs = await collect(services, venue_query(venue), at_venue(venue))
+    return reply(request, feeds.calendar(docs, f"Marquee: {venue}", links.base), ICS)
+
+
+@router.get(
+    "/feeds/artists/{artist}.ics",
+    responses=FEED_RESPONSES,
+    response_class=Response,
+    summary="iCalendar of an artist's upcoming events (the performer's name, word for word)",
+)
+async def artist_ics(
+    request: Request, services: Deps, _user: FeedUser, links: LinkBase, artist: Name
+) -> Response:
+    docs = await collect(services, artist_query(artist), by_artist(artist))
+    return reply(request, feeds.calendar(docs, f"Marquee: {artist}", links.base), ICS)
+
+
+@router.get(
+    "/feeds/local-events.ics",
+    responses=FEED_RESPONSES,
+    response_class=Response,
+    summary="iCalendar of the caller's own local events (organizer; private to its creator)",
+)
+async def local_events_ics(
+    request: Request, services: Deps, principal: FeedOrganizer, links: LinkBase
+) -> Response:
+    try:
+        # The created_by_start index (shared/mongo.py): one range of the caller's own.
+        cursor = (
+            services.store.db[LOCAL_EVENTS]
+            .find({"created_by": principal.subject})
+            .sort([("created_by", 1), ("start", 1)])
+            .limit(feeds.ICS_MAX)
+        )
+        docs = [doc async for doc in cursor]
+    except PyMongoError as err:
+        raise unavailable("Store unavailable") from err
+    body = feeds.calendar(docs, "Marquee: my local events", links.base)
+    return reply(request, body, ICS)
+
+
+def _self_url(request: Request) -> str:
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+    return str(request.url.replace(query=None)) + (
+        "?" + "&".join(f"{k}={v}" for k, v in kept) if kept else ""
+    )
+
+
+@router.get(
+    "/feeds/search.atom",
+    responses={**FEED_RESPONSES, 200: {"content": {"application/atom+xml": {}}}},
+    response_class=Response,
+    summary="Atom feed of a search's newest events (last modified first, bounded)",
+    openapi_extra={"parameters": [Q_PARAMETER, *FEED_FILTERS]},
+)
+async def search_atom(
+    request: Request, services: Deps, _user: FeedUser, links: LinkBase
+) -> Response:
+    query, title = search_query(request, "-updated")
+    docs = await collect(services, query, cap=feeds.FEED_MAX)
+    body = feeds.atom(docs, f"Marquee: {title}", _self_url(request), links.base)
+    return reply(request, body, "application/atom+xml; charset=utf-8")
+
+
+@router.get(
+    "/feeds/search.rss",
+    responses={**FEED_RESPONSES, 200: {"content": {"application/rss+xml": {}}}},
+    response_class=Response,
+    summary="RSS 2.0 feed of a search's newest events (last modified first, bounded)",
+    openapi_extra={"parameters": [Q_PARAMETER, *FEED_FILTERS]},
+)
+async def search_rss(
+    request: Request, services: Deps, _user: FeedUser, links: LinkBase
+) -> Response:
+    query, title = search_query(request, "-updated")
+    docs = await collect(services, query, cap=feeds.FEED_MAX)
+    body = feeds.rss(docs, f"Marquee: {title}", _self_url(request), links.base)
+    return reply(request, body, "application/rss+xml; charset=utf-8")
+
+
+@router.get(
+    "/events/{event_id}/jsonld",
+    responses={**NOT_FOUND, 200: {"content": {"application/ld+json": {}}}},
+    response_class=Response,
+    summary="One canonical event as schema.org Event JSON-LD (the web page embeds the same)",
+)
+async def event_jsonld(
+    request: Request,
+    services: Deps,
+    _user: FeedUser,
+    links: LinkBase,
+    event_id: Annotated[str, Path(max_length=200)],
+) -> Response:
+    try:
+        event = await services.store.canonical(event_id)
+        if event is None:
+            raise not_found("Event")
+        keys = [f"{s.get('source')}:{s.get('external_id')}" for s in event.get("sources") or []]
+        found = await services.store.by_ids(EXTERNAL_EVENTS, keys)
+    except PyMongoError as err:
+        raise unavailable("Store unavailable") from err
+    records = [found[k] for k in keys if k in found]
+    body = view.json_ld(event, records, feeds.event_url(links.base, str(event["_id"])))
+    return reply(request, view.script_json(body).encode(), "application/ld+json")
+
+
+def widget(request: Request, html: str) -> Response:
+    response = reply(request, html.encode(), "text/html; charset=utf-8")
+    response.headers["Content-Security-Policy"] = feeds.WIDGET_CSP
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+WIDGET_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **READ_ERRORS,
+    200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+    304: {"description": "Not modified (If-None-Match)"},
+}
+
+
+@router.get(
+    "/widgets/venues/{venue}",
+    responses=WIDGET_RESPONSES,
+    response_class=Response,
+    summary="Embeddable HTML (for an iframe) of a venue's next events: no script, no assets",
+)
+async def venue_widget(
+    request: Request, services: Deps, _user: FeedUser, links: LinkBase, venue: Name
+) -> Response:
+    docs = await collect(services, venue_query(venue), at_venue(venue), cap=WIDGET_MAX)
+    return widget(request, feeds.widget_html(docs, f"Next at {venue}", links.base, "venue_widget"))
+
+
+@router.get(
+    "/widgets/artists/{artist}",
+    responses=WIDGET_RESPONSES,
+    response_class=Response,
+    summary="Embeddable HTML (for an iframe) of an artist's next events: no script, no assets",
+)
+async def artist_widget(
+    request: Request, services: Deps, _user: FeedUser, links: LinkBase, artist: Name
+) -> Response:
+    docs = await collect(services, artist_query(artist), by_artist(artist), cap=WIDGET_MAX)
+    html = feeds.widget_html(docs, f"{artist}: next events", links.base, "artist_widget")
+    return widget(request, html)
