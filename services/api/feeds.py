@@ -8,6 +8,7 @@ times these same builders. The schema.org JSON-LD has one builder, ``services.we
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from html import escape
@@ -15,8 +16,6 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from feedgen.feed import FeedGenerator
-from icalendar import Calendar
-from icalendar import Event as VEvent
 
 from services.web.view import place_text, status_name
 from shared.mongo import Document
@@ -30,7 +29,7 @@ ICS_MAX = 10_000
 FEED_MAX = 100
 # Share links: the default campaign and the media a page offers.
 CAMPAIGN = "event_share"
-SHARE_MEDIA = ("link", "email", "social")
+SHARE_MEDIA = {"link": "Direct link", "email": "Email link", "social": "Social post link"}
 
 
 def event_url(base: str, event_id: str) -> str:
@@ -49,8 +48,8 @@ def with_utm(url: str, source: str, medium: str, campaign: str = CAMPAIGN) -> st
 def share_links(url: str, campaign: str = CAMPAIGN) -> list[dict[str, str]]:
     """One copyable link per medium, each tagged so analytics can tell them apart."""
     return [
-        {"medium": medium, "url": with_utm(url, "marquee", medium, campaign)}
-        for medium in SHARE_MEDIA
+        {"medium": medium, "label": label, "url": with_utm(url, "marquee", medium, campaign)}
+        for medium, label in SHARE_MEDIA.items()
     ]
 
 
@@ -88,50 +87,89 @@ def _stamp(doc: Mapping[str, Any], now: datetime) -> datetime:
     return now
 
 
-def vevent(doc: Document, base: str, now: datetime) -> VEvent | None:
-    """One event as a VEVENT (None when it has no date yet: a calendar entry needs one)."""
+# Control characters a TEXT value cannot hold (tab and newline are kept; newline is escaped).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _text(value: Any) -> str:
+    """An RFC 5545 TEXT value: backslash, semicolon, comma and newline escaped, other control
+    characters dropped."""
+    text = _CONTROL.sub("", str(value).replace("\r\n", "\n").replace("\r", "\n"))
+    return text.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
+
+
+def _fold(line: str) -> str:
+    """RFC 5545 3.1: lines of at most 75 octets, continued by CRLF and a space (a UTF-8
+    character is never split)."""
+    data = line.encode()
+    if len(data) <= 75:
+        return line
+    parts, start, limit = [], 0, 75
+    while start < len(data):
+        end = min(start + limit, len(data))
+        while end < len(data) and (data[end] & 0xC0) == 0x80:
+            end -= 1  # back to the first byte of a character
+        parts.append(data[start:end].decode())
+        start, limit = end, 74  # a continuation line starts with its space
+    return "\r\n ".join(parts)
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def vevent(doc: Document, base: str, now: datetime) -> list[str] | None:
+    """One event as the lines of a VEVENT (None when it has no date yet: an entry needs one).
+    UID stable per event; DTSTART in UTC (or a DATE when only the day is known); STATUS
+    CANCELLED for a cancelled event."""
     start = _start(doc)
     if start is None:
         return None
     event_id = str(doc["_id"])
-    entry = VEvent()
-    entry.add("uid", uid(event_id))
-    entry.add("dtstamp", _stamp(doc, now))
-    entry.add("dtstart", start)
-    end = _end(doc)
-    if isinstance(start, datetime) and end is not None and end > start:
-        entry.add("dtend", end)
-    elif isinstance(start, date) and not isinstance(start, datetime):
-        entry.add("dtend", start + timedelta(days=1))
-    entry.add("summary", str(doc.get("title") or "Event"))
+    stamp = _utc(_stamp(doc, now))
+    lines = ["BEGIN:VEVENT", f"UID:{_text(uid(event_id))}", f"DTSTAMP:{stamp}"]
+    if isinstance(start, datetime):
+        lines.append(f"DTSTART:{_utc(start)}")
+        end = _end(doc)
+        if end is not None and end > start:
+            lines.append(f"DTEND:{_utc(end)}")
+    else:
+        lines.append(f"DTSTART;VALUE=DATE:{start.strftime('%Y%m%d')}")
+        lines.append(f"DTEND;VALUE=DATE:{(start + timedelta(days=1)).strftime('%Y%m%d')}")
+    lines.append(f"SUMMARY:{_text(doc.get('title') or 'Event')}")
     place = place_text(doc.get("venue")) or ("Online" if doc.get("online") else "")
     if place:
-        entry.add("location", place)
-    url = event_url(base, event_id)
-    entry.add("url", url)
+        lines.append(f"LOCATION:{_text(place)}")
+    lines.append(f"URL:{event_url(base, event_id)}")
     if doc.get("description"):
-        entry.add("description", str(doc["description"]))
-    status = status_name(doc.get("status"))
-    entry.add("status", "CANCELLED" if status == "cancelled" else "CONFIRMED")
+        lines.append(f"DESCRIPTION:{_text(doc['description'])}")
+    cancelled = status_name(doc.get("status")) == "cancelled"
+    lines.append(f"STATUS:{'CANCELLED' if cancelled else 'CONFIRMED'}")
     if isinstance(doc.get("updated_at"), datetime):
-        entry.add("last-modified", _stamp(doc, now))
-    return entry
+        lines.append(f"LAST-MODIFIED:{stamp}")
+    lines.append("END:VEVENT")
+    return lines
 
 
 def calendar(docs: Iterable[Document], name: str, base: str, now: datetime | None = None) -> bytes:
-    """An RFC 5545 calendar of ``docs`` (CRLF lines folded at 75 octets by ``icalendar``)."""
+    """An RFC 5545 calendar of ``docs``: CRLF line ends, lines folded at 75 octets. Written
+    directly (the ``icalendar`` package builds ten times slower); the tests and the benchmark
+    parse every output back with ``icalendar``."""
     moment = now or datetime.now(UTC)
-    cal = Calendar()
-    cal.add("prodid", PRODID)
-    cal.add("version", "2.0")
-    cal.add("calscale", "GREGORIAN")
-    cal.add("method", "PUBLISH")
-    cal.add("x-wr-calname", name)
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        f"PRODID:{PRODID}",
+        "CALSCALE:GREGORIAN",
+        "METHOD:PUBLISH",
+        f"X-WR-CALNAME:{_text(name)}",
+    ]
     for doc in docs:
         entry = vevent(doc, base, moment)
         if entry is not None:
-            cal.add_component(entry)
-    return bytes(cal.to_ical())
+            lines.extend(entry)
+    lines.append("END:VCALENDAR")
+    return ("\r\n".join(_fold(line) for line in lines) + "\r\n").encode()
 
 
 def _feed(docs: list[Document], title: str, self_url: str, base: str) -> FeedGenerator:

@@ -134,3 +134,13 @@ def test_widget_is_escaped_and_self_contained() -> None:
     assert "(cancelled)" in html
     assert "utm_campaign=venue_widget" in html
     assert feeds.widget_html([], "Nothing", BASE, "c").count("No upcoming events.") == 1
+
+
+def test_text_is_escaped_and_folded_by_octets() -> None:
+    title = "Rock, Roll; and \\ more\r\nnext line \x07" + "é" * 80
+    body = feeds.calendar([event("c9", title=title)], "a, b", BASE, now=NOW)
+    lines = body.split(b"\r\n")
+    assert all(len(line) <= 75 for line in lines)
+    assert b"\r\n\r\n" not in body[:-2]
+    entry = parsed(body)["c9@marquee.events"]
+    assert str(entry["SUMMARY"]) == "Rock, Roll; and \\ more\nnext line " + "é" * 80
