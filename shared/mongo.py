@@ -31,6 +31,7 @@ IMPORTS = "imports"  # the importer's claims: one per imported event
 IMPORT_REQUESTS = "api_import_requests"
 # Outside subscribers' webhooks for canonical changes (API writes, importer and notifier read).
 WEBHOOK_SUBSCRIPTIONS = "webhook_subscriptions"
+FEED_TOKENS = "feed_tokens"  # the API's revocable tokens for feed and widget URLs
 
 
 def _search_indexes() -> list[IndexModel]:
@@ -104,6 +105,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     # Scheduler slots: each document names its own expiry, so old slots go away by themselves.
     LEASES: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl")],
+    # A caller's feed tokens, newest first (GET /feeds/tokens); a token itself is read by _id.
+    FEED_TOKENS: [
+        IndexModel([("owner", ASCENDING), ("created_at", DESCENDING)], name="owner_created")
+    ],
 }
 
 

@@ -172,8 +172,18 @@ def calendar(docs: Iterable[Document], name: str, base: str, now: datetime | Non
     return ("\r\n".join(_fold(line) for line in lines) + "\r\n").encode()
 
 
+# What XML 1.0 cannot hold (lxml refuses it): control characters but tab, LF, CR; lone
+# surrogates; U+FFFE and U+FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml(value: Any) -> str:
+    return _NOT_XML.sub("", str(value))
+
+
 def _feed(docs: list[Document], title: str, self_url: str, base: str) -> FeedGenerator:
     feed = FeedGenerator()
+    self_url, title = _xml(self_url), _xml(title)
     feed.id(self_url)
     feed.title(title)
     feed.link(href=self_url, rel="self")
@@ -189,7 +199,7 @@ def _feed(docs: list[Document], title: str, self_url: str, base: str) -> FeedGen
         entry = feed.add_entry()
         entry.id(f"tag:{UID_DOMAIN},2026:event:{event_id}")
         entry.guid(f"tag:{UID_DOMAIN},2026:event:{event_id}", permalink=False)
-        entry.title(str(doc.get("title") or "Event"))
+        entry.title(_xml(doc.get("title") or "Event"))
         entry.link(href=url)
         stamp = _stamp(doc, datetime(1970, 1, 1, tzinfo=UTC))
         entry.updated(stamp)
@@ -199,7 +209,7 @@ def _feed(docs: list[Document], title: str, self_url: str, base: str) -> FeedGen
         summary = f"{when} · {place_text(doc.get('venue')) or 'place to be announced'}"
         if status_name(doc.get("status")) != "scheduled":
             summary += f" · {status_name(doc.get('status'))}"
-        entry.summary(summary)
+        entry.summary(_xml(summary))
     return feed
 
 
@@ -268,9 +278,10 @@ def feed_path(kind: str, name: str) -> str:
     return f"/feeds/{kind}/{quote(name, safe='')}.ics"
 
 
-def share_section(event: Document, base: str) -> dict[str, Any]:
+def share_section(event: Document, base: str, token: str | None = None) -> dict[str, Any]:
     """What an event page's "Share" section lists: the page with UTM tags per medium, the
-    calendars of its venue and performers, and the embed snippets of their widgets."""
+    calendars of its venue and performers, and the embed snippets of their widgets (with
+    ``token`` in their URLs when one was just made, else a placeholder)."""
     root = base.rstrip("/")
     page = event_url(root, str(event["_id"]))
     calendars: list[dict[str, str]] = []
@@ -283,11 +294,17 @@ def share_section(event: Document, base: str) -> dict[str, Any]:
         name = person.get("name") if isinstance(person, Mapping) else None
         if isinstance(name, str) and tokens(name):
             named.append(("artists", name, f"Events of {name}"))
+    suffix = "?" + urlencode({"token": token}) if token else ""
     for kind, name, label in named:
-        calendars.append({"label": label, "url": root + feed_path(kind, name)})
-        src = f"{root}/widgets/{kind}/{quote(name, safe='')}?token=YOUR_TOKEN"
+        calendars.append({"label": label, "url": root + feed_path(kind, name) + suffix})
+        src = f"{root}/widgets/{kind}/{quote(name, safe='')}?token={token or 'YOUR_TOKEN'}"
         widgets.append({"label": label, "snippet": embed_snippet(src, label)})
-    return {"links": share_links(page), "calendars": calendars, "widgets": widgets}
+    return {
+        "links": share_links(page),
+        "calendars": calendars,
+        "widgets": widgets,
+        "token": token,
+    }
 
 
 def embed_snippet(src: str, title: str) -> str:

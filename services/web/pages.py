@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -23,6 +24,7 @@ from services.api import feeds
 from services.api.auth import ROLE_NAMES, Principal, Role, mint
 from services.api.deps import Services
 from services.api.errors import ApiError
+from services.api.feedtokens import FeedTokens
 from services.api.imports import Links
 from services.api.params import SOURCES, encode_cursor, read_filters
 from services.api.routers.categories import tree
@@ -398,6 +400,28 @@ async def import_event(request: Request, event_id: str) -> Response:
         status, body = 503, {"error": err.error}
     context["outcome"] = {**outcome_view(status, body), "source": source}
     # A page either way (htmx swaps the outcome region in; without script the whole page).
+    return render(request, "event.html", context, principal=principal)
+
+
+@router.post("/events/{event_id}/feed-token")
+async def make_feed_token(request: Request, event_id: str) -> Response:
+    """A feed token for the Share section's calendar and widget URLs (services/api/feedtokens.py:
+    long-lived, revocable with DELETE /feeds/tokens/{id}); shown in the page once."""
+    principal = await require(request)
+    if isinstance(principal, RedirectResponse):
+        return principal
+    checked_origin(request)
+    context = await detail_context(request, event_id)
+    if isinstance(context, Response):
+        return context
+    label = f"web: {str(context['event'].get('title') or event_id)[:80]}"
+    try:
+        made = await FeedTokens(services_of(request).store.db).create(
+            principal.subject, principal.role, label, datetime.now(UTC)
+        )
+    except PyMongoError as err:
+        raise PageError(503, "The store is unavailable, try again") from err
+    context["share"] = feeds.share_section(context["event"], links_of(request).base, made["token"])
     return render(request, "event.html", context, principal=principal)
 
 

@@ -325,6 +325,9 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/events/{event_id}/jsonld"): ("user", "/events/c1/jsonld"),
     ("GET", "/widgets/venues/{venue}"): ("user", "/widgets/venues/Vertex%20Arena"),
     ("GET", "/widgets/artists/{artist}"): ("user", "/widgets/artists/Electric"),
+    ("POST", "/feeds/tokens"): ("user", "/feeds/tokens"),
+    ("GET", "/feeds/tokens"): ("user", "/feeds/tokens"),
+    ("DELETE", "/feeds/tokens/{token_id}"): ("user", "/feeds/tokens/nope"),
 }
 # A stream never ends, so a role's call cannot be awaited here: tests/integration/test_stream.py
 # checks its 401s and its filters against a real API process.

@@ -176,3 +176,52 @@ async def test_widgets_are_self_contained(api: Api) -> None:
     artist = await api.client.get("/widgets/artists/The%20Electric%20Giants", headers=auth("user"))
     assert "Electric Giants" in artist.text
     assert "Python Meetup" not in artist.text
+
+
+async def test_feed_tokens_are_long_lived_and_revocable(api: Api) -> None:
+    alice = auth("organizer", "alice")
+    made = await api.client.post("/feeds/tokens", headers=alice, json={"label": "my calendar"})
+    assert made.status_code == 201, made.text
+    body = made.json()
+    assert set(body) == {"id", "label", "role", "created_at", "token"}
+    assert (body["label"], body["role"]) == ("my calendar", "organizer")
+    assert body["token"].startswith("mft_")
+    assert made.headers["location"] == f"/feeds/tokens/{body['id']}"
+    url = f"/feeds/local-events.ics?token={body['token']}"
+    feed = await api.client.get(url)
+    assert feed.status_code == 200, feed.text
+    assert set(events_of(feed.content)) == {"le_a@marquee.events"}
+    # Listed without the secret; not a Bearer token; a wrong secret is a 401.
+    listed = (await api.client.get("/feeds/tokens", headers=alice)).json()["tokens"]
+    assert [t["id"] for t in listed] == [body["id"]]
+    assert "token" not in listed[0]
+    stored = await api.db["feed_tokens"].find_one({"_id": body["id"]})
+    assert stored is not None
+    assert body["token"].split("_", 2)[2] not in orjson.dumps(stored, default=str).decode()
+    bearer = await api.client.get(
+        "/feeds/local-events.ics", headers={"Authorization": f"Bearer {body['token']}"}
+    )
+    assert bearer.status_code == 401
+    forged = await api.client.get(url[:-4] + "AAAA")
+    assert forged.status_code == 401
+    assert forged.json()["error"] == "Invalid or revoked feed token"
+    # Someone else cannot revoke it; its owner can, and it stops working at once.
+    other = await api.client.delete(f"/feeds/tokens/{body['id']}", headers=auth("user", "bob"))
+    assert other.status_code == 404
+    gone = await api.client.delete(f"/feeds/tokens/{body['id']}", headers=alice)
+    assert gone.status_code == 204
+    assert (await api.client.get(url)).status_code == 401
+    # A user's token carries the user role: not enough for the organizer's feed.
+    user = (await api.client.post("/feeds/tokens", headers=auth("user", "carol"))).json()
+    assert (await api.client.get(f"/feeds/search.ics?token={user['token']}")).status_code == 200
+    refused = await api.client.get(f"/feeds/local-events.ics?token={user['token']}")
+    assert refused.status_code == 403
+    extra = await api.client.post("/feeds/tokens", headers=alice, json={"nope": 1})
+    assert extra.status_code == 422
+    plan = (
+        await api.db["feed_tokens"]
+        .find({"owner": "alice"})
+        .sort([("owner", 1), ("created_at", -1)])
+        .explain()
+    )
+    assert "COLLSCAN" not in orjson.dumps(plan, default=str).decode()

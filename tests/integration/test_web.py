@@ -504,8 +504,6 @@ async def test_share_links_feeds_and_an_embedded_widget(site: Site) -> None:
 
     from icalendar import Calendar
 
-    from services.api.auth import mint
-
     context, page = await signed_in(site, "sam", "user")
     await page.goto(f"{site.url}/web/events/c1")
     share = page.get_by_role("region", name="Share")
@@ -525,11 +523,20 @@ async def test_share_links_feeds_and_an_embedded_widget(site: Site) -> None:
     )
     snippet = await share.get_by_label("Events at Vertex Arena (widget)").input_value()
     assert snippet.startswith("<iframe ")
-    await share.scroll_into_view_if_needed()
-    await shot(page, "16-event-share")
-    token = mint("sam", "user", secret=site.env["API_JWT_SECRET"], ttl_s=600)
+    assert "token=YOUR_TOKEN" in snippet
+    # Without a token the addresses are refused; a feed token made from the page fills them in.
     async with httpx.AsyncClient(timeout=30) as http:
-        feed = await http.get(f"{venue_ics}?token={token}")
+        assert (await http.get(venue_ics)).status_code == 401
+        await share.get_by_role("button", name="Make a feed token for these addresses").click()
+        await expect(page.locator("#feed-token-made")).to_be_visible()
+        share = page.get_by_role("region", name="Share")
+        venue_ics = await share.get_by_label("Events at Vertex Arena (iCalendar)").input_value()
+        assert venue_ics.startswith(f"{site.url}/feeds/venues/Vertex%20Arena.ics?token=mft_")
+        snippet = await share.get_by_label("Events at Vertex Arena (widget)").input_value()
+        assert "token=mft_" in snippet
+        await share.scroll_into_view_if_needed()
+        await shot(page, "16-event-share")
+        feed = await http.get(venue_ics)
         assert feed.status_code == 200, feed.text
         uids = {str(e["UID"]) for e in Calendar.from_ical(feed.content).walk("VEVENT")}
         assert "c1@marquee.events" in uids
@@ -544,7 +551,7 @@ async def test_share_links_feeds_and_an_embedded_widget(site: Site) -> None:
     # The widget, embedded by its snippet in another site's page: only the widget is requested.
     context = await site.browser.new_context(viewport={"width": 400, "height": 460})
     page = await context.new_page()
-    html = f"<!doctype html><title>A venue's site</title>{snippet.replace('YOUR_TOKEN', token)}"
+    html = f"<!doctype html><title>A venue's site</title>{snippet}"
     requested: list[str] = []
     page.on("request", lambda r: requested.append(r.url))
     with venue_site(html) as host:

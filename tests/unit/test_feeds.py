@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from icalendar import Calendar
 
-from services.api import feeds
+from services.api import feeds, feedtokens
 
 BASE = "https://marquee.example.com"
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -144,3 +144,33 @@ def test_text_is_escaped_and_folded_by_octets() -> None:
     assert b"\r\n\r\n" not in body[:-2]
     entry = parsed(body)["c9@marquee.events"]
     assert str(entry["SUMMARY"]) == "Rock, Roll; and \\ more\nnext line " + "é" * 80
+
+
+def test_share_section_with_a_feed_token() -> None:
+    share = feeds.share_section(event("c1"), BASE, token="mft_abc_def")
+    assert (
+        share["calendars"][0]["url"] == f"{BASE}/feeds/venues/Vertex%20Arena.ics?token=mft_abc_def"
+    )
+    assert "?token=mft_abc_def" in share["widgets"][0]["snippet"]
+    assert feeds.share_section(event("c1"), BASE)["token"] is None
+
+
+def test_feed_tokens_store_only_a_digest() -> None:
+    token_id, token, hashed = feedtokens.new_token()
+    assert feedtokens.is_feed_token(token)
+    assert token.startswith(f"mft_{token_id}_")
+    secret = token.split("_", 2)[2]
+    assert hashed == feedtokens.digest(secret)
+    assert secret not in hashed
+    assert feedtokens._TOKEN.match(token)
+    assert feedtokens.new_token()[1] != token
+
+
+def test_feeds_drop_what_xml_cannot_hold() -> None:
+    docs = [event("c1", title="Bad\x1a title\x00")]
+    root = ET.fromstring(
+        feeds.atom(docs, "q\x07", f"{BASE}/feeds/search.atom?category=Z\x1a", BASE)
+    )
+    assert root.findtext(f"{ATOM}title") == "q"
+    assert [e.findtext(f"{ATOM}title") for e in root.findall(f"{ATOM}entry")] == ["Bad title"]
+    assert ET.fromstring(feeds.rss(docs, "q", f"{BASE}/x.rss", BASE)).find("channel") is not None

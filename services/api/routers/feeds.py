@@ -1,8 +1,9 @@
 """Marketing tools: iCalendar and Atom/RSS feeds, schema.org JSON-LD, embeddable widgets.
 
-Calendar apps, feed readers and iframes send no header, so every route here also takes the API's
-own JWT as the ``token`` query parameter (same signature checks, roles, 401/403 and rate limits
-as ``Authorization: Bearer``; a header wins when both are given). The organizer's feed lists only
+Calendar apps, feed readers and iframes send no header, so every route here also takes the
+``token`` query parameter: a feed token (``mft_…``, long-lived and revocable, made with
+``POST /feeds/tokens``) or the API's own JWT (same checks, roles, 401/403 and rate limits as
+``Authorization: Bearer``; a header wins when both are given). The organizer's feed lists only
 the caller's own local events.
 """
 
@@ -10,18 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 from pymongo.errors import PyMongoError
 
 from services.api import feeds
-from services.api.auth import Principal, Role, bearer_token, forbidden
+from services.api.auth import Principal, Role, bearer_token, forbidden, unauthorized
 from services.api.catalogue import Query as CatalogueQuery
-from services.api.deps import Deps, LinkBase, Services, authenticate, bearer_scheme
-from services.api.errors import not_found, unavailable
+from services.api.deps import AnyUser, Deps, LinkBase, Services, authenticate, bearer_scheme
+from services.api.deps import _limit as rate_limit
+from services.api.errors import bad_request, not_found, unavailable
+from services.api.feedtokens import MAX_PER_OWNER, FeedTokens, is_feed_token
 from services.api.params import FILTER_PARAMETERS, Q_PARAMETER, read_filters, validated
+from services.api.render import dumps, iso, json_response
 from services.api.schemas import ERRORS, READ_ERRORS, Error
 from services.web import view
 from shared.mongo import EXTERNAL_EVENTS, LOCAL_EVENTS, Document
@@ -30,8 +37,8 @@ from shared.search import tokens
 router = APIRouter(tags=["marketing"])
 
 QUERY_AUTH_HELP = (
-    "the API's JWT, for clients that cannot send `Authorization` (calendar apps, feed readers,"
-    " iframes); the header wins when both are given"
+    "a feed token (POST /feeds/tokens) or the API's JWT, for clients that cannot send"
+    " `Authorization` (calendar apps, feed readers, iframes); the header wins when both are given"
 )
 # A name has a word in it (letters or digits): it is matched word by word, case and accents
 # folded (shared/search.py).
@@ -46,15 +53,21 @@ ICS = "text/calendar; charset=utf-8"
 def feed_principal(role: Role) -> Callable[..., Any]:
     async def check(
         request: Request,
+        services: Deps,
         _scheme: Annotated[object, Depends(bearer_scheme)] = None,
-        token: Annotated[str | None, Query(max_length=4000, description=QUERY_AUTH_HELP)] = None,
+        token: Annotated[
+            str | None, Query(min_length=1, max_length=4000, description=QUERY_AUTH_HELP)
+        ] = None,
     ) -> Principal:
         header = request.headers.get("authorization")
+        if not header and token and is_feed_token(token):
+            principal = await _feed_token(request, services, token)
+        else:
 
-        def token_of() -> str:
-            return bearer_token(header) if header or not token else token
+            def token_of() -> str:
+                return bearer_token(header) if header or not token else token
 
-        principal = await authenticate(request, token_of)
+            principal = await authenticate(request, token_of)
         if not principal.can(role):
             raise forbidden(f"Requires the {role.name.lower()} role")
         return principal
@@ -62,10 +75,25 @@ def feed_principal(role: Role) -> Callable[..., Any]:
     return check
 
 
+async def _feed_token(request: Request, services: Services, token: str) -> Principal:
+    """A feed token (services/api/feedtokens.py), with the limits a JWT gets."""
+    try:
+        principal = await FeedTokens(services.store.db).principal(token)
+    except PyMongoError as err:
+        raise unavailable("Store unavailable") from err
+    if principal is None:
+        client = request.client.host if request.client else "unknown"
+        rate_limit(services, f"ip:{client}")
+        services.metrics.auth_failures.labels("401").inc()
+        raise unauthorized("Invalid or revoked feed token")
+    rate_limit(services, f"sub:{principal.subject}")
+    return principal
+
+
 FeedUser = Annotated[Principal, Depends(feed_principal(Role.USER))]
 FeedOrganizer = Annotated[Principal, Depends(feed_principal(Role.ORGANIZER))]
 Name = Annotated[str, Path(min_length=1, max_length=200, pattern=NAME_PATTERN)]
-NOT_FOUND = {**ERRORS, 404: {"model": Error}, 503: {"model": Error}}
+NOT_FOUND = {**ERRORS, 400: {"model": Error}, 404: {"model": Error}, 503: {"model": Error}}
 
 
 def _same(a: Any, b: str) -> bool:
@@ -207,10 +235,9 @@ async def local_events_ics(
 
 
 def _self_url(request: Request) -> str:
+    """The feed's own address, its token left out (a feed never repeats a credential)."""
     kept = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-    return str(request.url.replace(query=None)) + (
-        "?" + "&".join(f"{k}={v}" for k, v in kept) if kept else ""
-    )
+    return str(request.url.replace(query=urlencode(kept) or None))
 
 
 @router.get(
@@ -310,3 +337,90 @@ async def artist_widget(
     docs = await collect(services, artist_query(artist), by_artist(artist), cap=WIDGET_MAX)
     html = feeds.widget_html(docs, f"{artist}: next events", links.base, "artist_widget")
     return widget(request, html)
+
+
+# --- feed tokens ---------------------------------------------------------------------------
+
+
+class FeedTokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: str | None = Field(default=None, max_length=100, description="what it is for")
+
+
+class FeedTokenOut(BaseModel):
+    id: str
+    label: str | None
+    role: str
+    created_at: datetime
+    token: str | None = Field(default=None, description="only in the answer that made it")
+
+
+class FeedTokensOut(BaseModel):
+    tokens: list[FeedTokenOut]
+
+
+def _token_out(doc: Document) -> dict[str, Any]:
+    out = {
+        "id": doc["_id"],
+        "label": doc.get("label"),
+        "role": doc.get("role"),
+        "created_at": iso(doc.get("created_at")),
+    }
+    if "token" in doc:
+        out["token"] = doc["token"]
+    return out
+
+
+@router.post(
+    "/feeds/tokens",
+    status_code=201,
+    response_model=FeedTokenOut,
+    responses={**ERRORS, 400: {"model": Error}, 413: {"model": Error}, 503: {"model": Error}},
+    summary="Make a feed token: a revocable credential for feed and widget URLs (shown once)",
+)
+async def create_feed_token(
+    services: Deps, principal: AnyUser, body: FeedTokenCreate | None = None
+) -> Response:
+    tokens = FeedTokens(services.store.db)
+    try:
+        if await tokens.count(principal.subject) >= MAX_PER_OWNER:
+            raise bad_request("body", f"at most {MAX_PER_OWNER} feed tokens: delete one first")
+        doc = await tokens.create(
+            principal.subject, principal.role, body.label if body else None, datetime.now(UTC)
+        )
+    except PyMongoError as err:
+        raise unavailable("Store unavailable") from err
+    return json_response(dumps(_token_out(doc)), 201, {"Location": f"/feeds/tokens/{doc['_id']}"})
+
+
+@router.get(
+    "/feeds/tokens",
+    response_model=FeedTokensOut,
+    responses={**ERRORS, 503: {"model": Error}},
+    summary="The caller's feed tokens, newest first (never their secrets)",
+)
+async def list_feed_tokens(services: Deps, principal: AnyUser) -> Response:
+    try:
+        docs = await FeedTokens(services.store.db).mine(principal.subject)
+    except PyMongoError as err:
+        raise unavailable("Store unavailable") from err
+    return json_response(dumps({"tokens": [_token_out(d) for d in docs]}))
+
+
+@router.delete(
+    "/feeds/tokens/{token_id}",
+    status_code=204,
+    responses={**ERRORS, 404: {"model": Error}, 503: {"model": Error}},
+    summary="Revoke a feed token of the caller's (at once, on every replica)",
+)
+async def delete_feed_token(
+    services: Deps, principal: AnyUser, token_id: Annotated[str, Path(max_length=100)]
+) -> Response:
+    try:
+        deleted = await FeedTokens(services.store.db).delete(principal.subject, token_id)
+    except PyMongoError as err:
+        raise unavailable("Store unavailable") from err
+    if not deleted:
+        raise not_found("Feed token")
+    return Response(status_code=204)
