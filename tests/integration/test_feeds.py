@@ -13,6 +13,7 @@ from icalendar import Calendar, Component
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.api.feeds import WIDGET_CSP
+from services.api.limits import ResponseCache
 from shared.mongo import EVENTS, LOCAL_EVENTS, Document
 from shared.search import TERMS, terms_of
 from tests.integration.test_api_http import Api, auth, build, client_of, token
@@ -225,3 +226,20 @@ async def test_feed_tokens_are_long_lived_and_revocable(api: Api) -> None:
         .explain()
     )
     assert "COLLSCAN" not in orjson.dumps(plan, default=str).decode()
+
+
+async def test_catalogue_feeds_are_cached_per_replica_private_ones_never(api: Api) -> None:
+    api.services.cache = ResponseCache(60, 100)
+    url = "/feeds/venues/Vertex%20Arena.ics"
+    first = await api.client.get(url, headers=auth("user"))
+    # Another caller (a token in the URL) is served the same body from the cache.
+    second = await api.client.get(f"{url}?token={token('user', 'bob')}")
+    assert second.content == first.content
+    assert api.services.cache.hits == 1
+    assert (await api.client.get("/feeds/search.atom", headers=auth("user"))).status_code == 200
+    assert (await api.client.get("/feeds/search.atom", headers=auth("user"))).status_code == 200
+    assert api.services.cache.hits == 2
+    for _ in range(2):
+        mine = await api.client.get("/feeds/local-events.ics", headers=auth("organizer"))
+        assert mine.status_code == 200
+    assert api.services.cache.hits == 2

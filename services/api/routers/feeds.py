@@ -9,7 +9,7 @@ the caller's own local events.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -27,6 +27,7 @@ from services.api.deps import AnyUser, Deps, LinkBase, Services, authenticate, b
 from services.api.deps import _limit as rate_limit
 from services.api.errors import bad_request, not_found, unavailable
 from services.api.feedtokens import MAX_PER_OWNER, FeedTokens, is_feed_token
+from services.api.imports import Links
 from services.api.params import FILTER_PARAMETERS, Q_PARAMETER, read_filters, validated
 from services.api.render import dumps, iso, json_response
 from services.api.schemas import ERRORS, READ_ERRORS, Error
@@ -124,6 +125,29 @@ async def collect(
     return found[:cap]
 
 
+# Catalogue feeds and widgets are the same for every caller: kept in the per-replica response
+# cache (API_CACHE_DURATION_MINUTES) when small; a 10,000-event calendar (~4 MB) is not kept.
+CACHE_MAX_BYTES = 256 * 1024
+
+
+async def cached(
+    request: Request, services: Services, links: Links, produce: Callable[[], Awaitable[bytes]]
+) -> bytes:
+    """The body for this path and query (the token left out: it names the caller, not the
+    feed), from the cache or produced (and validated) now."""
+    query = tuple(sorted((k, v) for k, v in request.query_params.multi_items() if k != "token"))
+    key = ("feed", links.base, request.url.path, query)
+    found = services.cache.get(key)
+    if found is not None:
+        services.metrics.cache.labels("hit").inc()
+        return found
+    services.metrics.cache.labels("miss").inc()
+    body = await produce()
+    if len(body) <= CACHE_MAX_BYTES:
+        services.cache.put(key, body)
+    return body
+
+
 def reply(request: Request, body: bytes, media_type: str, *, name: str | None = None) -> Response:
     """The body with its validators: ``If-None-Match`` of the same body is a 304."""
     tag = feeds.etag(body)
@@ -179,9 +203,11 @@ FEED_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def search_ics(
     request: Request, services: Deps, _user: FeedUser, links: LinkBase
 ) -> Response:
-    query, title = search_query(request, "start")
-    docs = await collect(services, query)
-    return reply(request, feeds.calendar(docs, f"Marquee: {title}", links.base), ICS)
+    async def produce() -> bytes:
+        query, title = search_query(request, "start")
+        return feeds.calendar(await collect(services, query), f"Marquee: {title}", links.base)
+
+    return reply(request, await cached(request, services, links, produce), ICS)
 
 
 @router.get(
@@ -193,8 +219,11 @@ async def search_ics(
 async def venue_ics(
     request: Request, services: Deps, _user: FeedUser, links: LinkBase, venue: Name
 ) -> Response:
-    docs = await collect(services, venue_query(venue), at_venue(venue))
-    return reply(request, feeds.calendar(docs, f"Marquee: {venue}", links.base), ICS)
+    async def produce() -> bytes:
+        docs = await collect(services, venue_query(venue), at_venue(venue))
+        return feeds.calendar(docs, f"Marquee: {venue}", links.base)
+
+    return reply(request, await cached(request, services, links, produce), ICS)
 
 
 @router.get(
@@ -206,8 +235,11 @@ async def venue_ics(
 async def artist_ics(
     request: Request, services: Deps, _user: FeedUser, links: LinkBase, artist: Name
 ) -> Response:
-    docs = await collect(services, artist_query(artist), by_artist(artist))
-    return reply(request, feeds.calendar(docs, f"Marquee: {artist}", links.base), ICS)
+    async def produce() -> bytes:
+        docs = await collect(services, artist_query(artist), by_artist(artist))
+        return feeds.calendar(docs, f"Marquee: {artist}", links.base)
+
+    return reply(request, await cached(request, services, links, produce), ICS)
 
 
 @router.get(
@@ -250,9 +282,12 @@ def _self_url(request: Request) -> str:
 async def search_atom(
     request: Request, services: Deps, _user: FeedUser, links: LinkBase
 ) -> Response:
-    query, title = search_query(request, "-updated")
-    docs = await collect(services, query, cap=feeds.FEED_MAX)
-    body = feeds.atom(docs, f"Marquee: {title}", _self_url(request), links.base)
+    async def produce() -> bytes:
+        query, title = search_query(request, "-updated")
+        docs = await collect(services, query, cap=feeds.FEED_MAX)
+        return feeds.atom(docs, f"Marquee: {title}", _self_url(request), links.base)
+
+    body = await cached(request, services, links, produce)
     return reply(request, body, "application/atom+xml; charset=utf-8")
 
 
@@ -266,9 +301,12 @@ async def search_atom(
 async def search_rss(
     request: Request, services: Deps, _user: FeedUser, links: LinkBase
 ) -> Response:
-    query, title = search_query(request, "-updated")
-    docs = await collect(services, query, cap=feeds.FEED_MAX)
-    body = feeds.rss(docs, f"Marquee: {title}", _self_url(request), links.base)
+    async def produce() -> bytes:
+        query, title = search_query(request, "-updated")
+        docs = await collect(services, query, cap=feeds.FEED_MAX)
+        return feeds.rss(docs, f"Marquee: {title}", _self_url(request), links.base)
+
+    body = await cached(request, services, links, produce)
     return reply(request, body, "application/rss+xml; charset=utf-8")
 
 
@@ -298,8 +336,8 @@ async def event_jsonld(
     return reply(request, view.script_json(body).encode(), "application/ld+json")
 
 
-def widget(request: Request, html: str) -> Response:
-    response = reply(request, html.encode(), "text/html; charset=utf-8")
+def widget(request: Request, html: bytes) -> Response:
+    response = reply(request, html, "text/html; charset=utf-8")
     response.headers["Content-Security-Policy"] = feeds.WIDGET_CSP
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
@@ -321,8 +359,11 @@ WIDGET_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def venue_widget(
     request: Request, services: Deps, _user: FeedUser, links: LinkBase, venue: Name
 ) -> Response:
-    docs = await collect(services, venue_query(venue), at_venue(venue), cap=WIDGET_MAX)
-    return widget(request, feeds.widget_html(docs, f"Next at {venue}", links.base, "venue_widget"))
+    async def produce() -> bytes:
+        docs = await collect(services, venue_query(venue), at_venue(venue), cap=WIDGET_MAX)
+        return feeds.widget_html(docs, f"Next at {venue}", links.base, "venue_widget").encode()
+
+    return widget(request, await cached(request, services, links, produce))
 
 
 @router.get(
@@ -334,9 +375,12 @@ async def venue_widget(
 async def artist_widget(
     request: Request, services: Deps, _user: FeedUser, links: LinkBase, artist: Name
 ) -> Response:
-    docs = await collect(services, artist_query(artist), by_artist(artist), cap=WIDGET_MAX)
-    html = feeds.widget_html(docs, f"{artist}: next events", links.base, "artist_widget")
-    return widget(request, html)
+    async def produce() -> bytes:
+        docs = await collect(services, artist_query(artist), by_artist(artist), cap=WIDGET_MAX)
+        title = f"{artist}: next events"
+        return feeds.widget_html(docs, title, links.base, "artist_widget").encode()
+
+    return widget(request, await cached(request, services, links, produce))
 
 
 # --- feed tokens ---------------------------------------------------------------------------
