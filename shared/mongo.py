@@ -34,6 +34,7 @@ IMPORT_REQUESTS = "api_import_requests"
 WEBHOOK_SUBSCRIPTIONS = "webhook_subscriptions"
 # Spotify artists matched to providers' performers (the normalizer writes, recommendations read).
 ARTISTS = "artists"
+FEED_TOKENS = "feed_tokens"  # the API's revocable tokens for feed and widget URLs
 
 
 def _search_indexes() -> list[IndexModel]:
@@ -78,6 +79,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel(
             [("source", ASCENDING), ("external_event_id", ASCENDING)], name="source_external_event"
         ),
+        # The organizer's own local events in start order (GET /feeds/local-events.ics).
+        IndexModel([("created_by", ASCENDING), ("start", ASCENDING)], name="created_by_start"),
     ],
     CHECKPOINTS: [
         IndexModel(
@@ -114,6 +117,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     PRICE_SERIES: [
         IndexModel([("key", ASCENDING), ("day", ASCENDING)], name="key_day"),
         IndexModel([("day", ASCENDING)], expireAfterSeconds=RETENTION_DAYS * 86400, name="day_ttl"),
+    ],
+    # A caller's feed tokens, newest first (GET /feeds/tokens); a token itself is read by _id.
+    FEED_TOKENS: [
+        IndexModel([("owner", ASCENDING), ("created_at", DESCENDING)], name="owner_created")
     ],
 }
 

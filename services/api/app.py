@@ -24,6 +24,7 @@ from services.api.routers import (
     local_events,
     stream,
 )
+from services.api.routers import feeds as feeds_routes
 from services.api.routers import prices as price_routes
 from services.api.routers import recommendations as recommendation_routes
 from services.api.routers import webhooks as webhook_routes
@@ -76,6 +77,8 @@ def create_app(
     app.include_router(recommendation_routes.router)
     # Price and listing history (/events/{id}/prices, /external-events/.../prices).
     app.include_router(price_routes.router)
+    # Marketing: iCalendar/Atom/RSS feeds, JSON-LD, embeddable widgets (/feeds, /widgets).
+    app.include_router(feeds_routes.router)
     docs.install(app)
     # The web pages (services/web): same process, same services, under /web.
     pages.install(app)

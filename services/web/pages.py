@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -19,9 +20,11 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pymongo.errors import PyMongoError
 
+from services.api import feeds
 from services.api.auth import ROLE_NAMES, Principal, Role, mint
 from services.api.deps import Services
 from services.api.errors import ApiError
+from services.api.feedtokens import FeedTokens
 from services.api.imports import Links
 from services.api.params import SOURCES, encode_cursor, read_filters
 from services.api.routers.categories import tree
@@ -296,6 +299,11 @@ async def search(request: Request) -> Response:
         "first_link": view.page_link(form) if cursor else None,
         "searched": bool(form) or cursor is not None,
         "count_text": view.count_text(page.total, page.total_exact) if page else "",
+        # "Subscribe to this search": the search's own parameters on each feed.
+        "search_feeds": feeds.search_feeds(
+            links_of(request).base,
+            {**({"q": form["q"]} if form.get("q") else {}), **params},
+        ),
     }
     # A search near a place also shows its results on the map (services/web/maps.py).
     if page is not None and page.docs and "near" in params:
@@ -327,6 +335,8 @@ async def detail_context(request: Request, event_id: str) -> dict[str, Any] | Re
         "performers": view.performers(event, records),
         "json_ld": view.script_json(view.json_ld(event, records, page_url)),
         "outcome": None,
+        # The "Share" section: UTM-tagged links, calendars, widgets (services/api/feeds.py).
+        "share": feeds.share_section(event, links_of(request).base),
     }
 
 
@@ -390,6 +400,28 @@ async def import_event(request: Request, event_id: str) -> Response:
         status, body = 503, {"error": err.error}
     context["outcome"] = {**outcome_view(status, body), "source": source}
     # A page either way (htmx swaps the outcome region in; without script the whole page).
+    return render(request, "event.html", context, principal=principal)
+
+
+@router.post("/events/{event_id}/feed-token")
+async def make_feed_token(request: Request, event_id: str) -> Response:
+    """A feed token for the Share section's calendar and widget URLs (services/api/feedtokens.py:
+    long-lived, revocable with DELETE /feeds/tokens/{id}); shown in the page once."""
+    principal = await require(request)
+    if isinstance(principal, RedirectResponse):
+        return principal
+    checked_origin(request)
+    context = await detail_context(request, event_id)
+    if isinstance(context, Response):
+        return context
+    label = f"web: {str(context['event'].get('title') or event_id)[:80]}"
+    try:
+        made = await FeedTokens(services_of(request).store.db).create(
+            principal.subject, principal.role, label, datetime.now(UTC)
+        )
+    except PyMongoError as err:
+        raise PageError(503, "The store is unavailable, try again") from err
+    context["share"] = feeds.share_section(context["event"], links_of(request).base, made["token"])
     return render(request, "event.html", context, principal=principal)
 
 

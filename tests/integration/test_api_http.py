@@ -323,6 +323,19 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, str]] = {
         "user",
         "/external-events/meetup/7/prices",
     ),
+    # Marketing: feeds, JSON-LD, widgets (tests/integration/test_feeds.py).
+    ("GET", "/feeds/search.ics"): ("user", "/feeds/search.ics?q=electric"),
+    ("GET", "/feeds/venues/{venue}.ics"): ("user", "/feeds/venues/Vertex%20Arena.ics"),
+    ("GET", "/feeds/artists/{artist}.ics"): ("user", "/feeds/artists/Electric.ics"),
+    ("GET", "/feeds/local-events.ics"): ("organizer", "/feeds/local-events.ics"),
+    ("GET", "/feeds/search.atom"): ("user", "/feeds/search.atom"),
+    ("GET", "/feeds/search.rss"): ("user", "/feeds/search.rss"),
+    ("GET", "/events/{event_id}/jsonld"): ("user", "/events/c1/jsonld"),
+    ("GET", "/widgets/venues/{venue}"): ("user", "/widgets/venues/Vertex%20Arena"),
+    ("GET", "/widgets/artists/{artist}"): ("user", "/widgets/artists/Electric"),
+    ("POST", "/feeds/tokens"): ("user", "/feeds/tokens"),
+    ("GET", "/feeds/tokens"): ("user", "/feeds/tokens"),
+    ("DELETE", "/feeds/tokens/{token_id}"): ("user", "/feeds/tokens/nope"),
 }
 # A stream never ends, so a role's call cannot be awaited here: tests/integration/test_stream.py
 # checks its 401s and its filters against a real API process.

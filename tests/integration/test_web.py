@@ -11,10 +11,13 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -466,3 +469,100 @@ async def test_pages_load_nothing_from_elsewhere_and_dev_login_is_dev_only(
         await page.get_by_role("button", name="Sign in").click()
         await expect(page.get_by_role("heading", name="Search events")).to_be_visible()
         await context.close()
+
+
+@contextmanager
+def venue_site(html: str) -> Iterator[str]:
+    """Another site (its own origin on loopback) whose one page is ``html``."""
+
+    class One(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), One)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_share_links_feeds_and_an_embedded_widget(site: Site) -> None:
+    """The event page's Share section (UTM-tagged links, calendars, embed snippets), the search's
+    feed links, and a widget embedded as its snippet says: it requests nothing but itself."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from icalendar import Calendar
+
+    context, page = await signed_in(site, "sam", "user")
+    await page.goto(f"{site.url}/web/events/c1")
+    share = page.get_by_role("region", name="Share")
+    await expect(share).to_be_visible()
+    email = await share.get_by_label("Email link").input_value()
+    parts = urlsplit(email)
+    assert parts.path == "/web/events/c1"
+    assert parse_qs(parts.query) == {
+        "utm_source": ["marquee"],
+        "utm_medium": ["email"],
+        "utm_campaign": ["event_share"],
+    }
+    venue_ics = await share.get_by_label("Events at Vertex Arena (iCalendar)").input_value()
+    assert venue_ics == f"{site.url}/feeds/venues/Vertex%20Arena.ics"
+    await expect(share.get_by_label("Events of Electric Giants (iCalendar)")).to_have_value(
+        f"{site.url}/feeds/artists/Electric%20Giants.ics"
+    )
+    snippet = await share.get_by_label("Events at Vertex Arena (widget)").input_value()
+    assert snippet.startswith("<iframe ")
+    assert "token=YOUR_TOKEN" in snippet
+    # Without a token the addresses are refused; a feed token made from the page fills them in.
+    async with httpx.AsyncClient(timeout=30) as http:
+        assert (await http.get(venue_ics)).status_code == 401
+        await share.get_by_role("button", name="Make a feed token for these addresses").click()
+        await expect(page.locator("#feed-token-made")).to_be_visible()
+        share = page.get_by_role("region", name="Share")
+        venue_ics = await share.get_by_label("Events at Vertex Arena (iCalendar)").input_value()
+        assert venue_ics.startswith(f"{site.url}/feeds/venues/Vertex%20Arena.ics?token=mft_")
+        snippet = await share.get_by_label("Events at Vertex Arena (widget)").input_value()
+        assert "token=mft_" in snippet
+        await share.scroll_into_view_if_needed()
+        await shot(page, "16-event-share")
+        feed = await http.get(venue_ics)
+        assert feed.status_code == 200, feed.text
+        uids = {str(e["UID"]) for e in Calendar.from_ical(feed.content).walk("VEVENT")}
+        assert "c1@marquee.events" in uids
+    # The search page offers its own feeds (a saved search is the feed's address).
+    await page.goto(f"{site.url}/web/?q=giants")
+    await page.get_by_text("Subscribe to this search").click()
+    await expect(page.locator('a.feed-url[data-kind="ics"]')).to_have_attribute(
+        "href", f"{site.url}/feeds/search.ics?q=giants"
+    )
+    await context.close()
+
+    # The widget, embedded by its snippet in another site's page: only the widget is requested.
+    context = await site.browser.new_context(viewport={"width": 400, "height": 460})
+    page = await context.new_page()
+    html = f"<!doctype html><title>A venue's site</title>{snippet}"
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    with venue_site(html) as host:
+        await page.goto(host)
+        frame = page.frame_locator("iframe")
+        await expect(frame.get_by_role("heading")).to_have_text("Next at Vertex Arena")
+        await expect(frame.get_by_role("link", name="Electric Giants")).to_be_visible()
+        await page.wait_for_load_state("networkidle")
+    assert [u.split("?")[0] for u in requested] == [
+        host,
+        f"{site.url}/widgets/venues/Vertex%20Arena",
+    ]
+    await shot(page, "17-widget")
+    await context.close()
