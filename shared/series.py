@@ -208,7 +208,9 @@ def signal(points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         first, last = counted[0], counted[-1]
         days = (last["t"] - first["t"]).total_seconds() / 86400
         change = last["listings"] - first["listings"]
-        if days > 0:
+        # A rate from minutes apart says nothing (two syncs in a row would read as thousands
+        # a day): an hour at least.
+        if days >= MIN_RATE_SPAN_DAYS:
             per_day = round(change / days, 2)
         if first["listings"] > 0:
             sell_through = round(-change / first["listings"] * 100, 1)
@@ -234,6 +236,9 @@ def signal(points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "price_trend_pct": price_trend,
         "label": label,
     }
+
+
+MIN_RATE_SPAN_DAYS = 1 / 24
 
 
 def series_query(keys: Sequence[str], since: datetime, until: datetime) -> dict[str, Any]:

@@ -1076,6 +1076,15 @@ class Sandbox:
         summary = self.world.advance(hours)
         return jresp({"now": render.utc_z(self.world.now), **summary})
 
+    async def c_trade(self, request: Request) -> Response:
+        try:
+            hours = float(request.query_params.get("hours", "24"))
+        except ValueError:
+            return jresp({"error": "hours must be a number"}, 400)
+        if not 0 < hours <= 24 * 30:
+            return jresp({"error": "hours must be above 0 and at most 720"}, 400)
+        return jresp({"now": render.utc_z(self.world.now), "repriced": self.world.trade(hours)})
+
     async def c_faults(self, request: Request) -> Response:
         if request.method == "DELETE":
             self.state.faults.clear()
@@ -1131,6 +1140,7 @@ def create_app(world: World, limits: Limits | None = None, state: State | None =
         Route("/_sandbox/stats", sb.c_stats, methods=["GET"]),
         Route("/_sandbox/directory", sb.c_directory, methods=["GET"]),
         Route("/_sandbox/clock/advance", sb.c_advance, methods=["POST"]),
+        Route("/_sandbox/market/trade", sb.c_trade, methods=["POST"]),
         Route("/_sandbox/faults", sb.c_faults, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/limits", sb.c_limits, methods=["GET", "POST"]),
         Route("/_sandbox/reset", sb.c_reset, methods=["POST"]),

@@ -843,6 +843,16 @@ class World:
         self._reindex()
         return summary
 
+    def trade(self, hours: float) -> int:
+        """Markets move as ``hours`` of trading would move them, the clock and the rest of the
+        world staying put: prices and listings change, nothing is rescheduled or cancelled.
+        Returns the performances repriced."""
+        self.step += 1
+        live = [p for p in self.perfs if p.start > self.now and not p.cancelled]
+        moved = self._market(live, hours)
+        self._reindex()
+        return moved
+
     def _market(self, live: list[Performance], hours: float) -> int:
         """Prices drift and listings sell down as the date nears: a share of the priced, listed
         performances (8 % a day) move. A generator of its own, so the other changes of a step

@@ -128,6 +128,9 @@ def test_sell_through_signals() -> None:
     assert signal([{"t": T0, "listings": 0, "avg": None, "min": None}])["label"] == "sold_out"
     assert signal([{"t": T0, "listings": None, "avg": 10.0, "min": 5.0}])["label"] == "unknown"
     assert signal([])["listings_change_per_day"] is None
+    # Two syncs a minute apart: sell-through, but no rate a day (it would read as thousands).
+    close = signal([points[0], {**points[1], "t": T0 + timedelta(minutes=1)}])
+    assert (close["listings_change_per_day"], close["sell_through_pct"]) == (None, 20.0)
     buckets: list[dict[str, Any]] = [
         {"key": "a", "points": [points[2]]},
         {"key": "a", "points": [points[0], points[1]]},

@@ -51,6 +51,23 @@ async def test_clock_advance_endpoint(make_client: MakeClient) -> None:
         ).status_code == 400
 
 
+async def test_market_trade_moves_prices_and_listings_only(make_client: MakeClient) -> None:
+    w = World(seed=9, events=600)
+    before = {p.pid: (p.price, p.listing_count, p.start, p.cancelled) for p in w.perfs}
+    now = w.now
+    async with make_client(w) as (client, _):
+        body = (await client.post("/_sandbox/market/trade", params={"hours": 24})).json()
+        assert body["repriced"] > 0
+        assert (await client.post("/_sandbox/market/trade", params={"hours": 0})).status_code == 400
+    after = {p.pid: (p.price, p.listing_count, p.start, p.cancelled) for p in w.perfs}
+    assert w.now == now  # the clock stays put
+    assert set(after) == set(before)  # nothing created
+    moved = [pid for pid in before if before[pid][:2] != after[pid][:2]]
+    assert len(moved) == body["repriced"]
+    assert all(before[pid][2:] == after[pid][2:] for pid in before)  # no reschedule, no cancel
+    assert all(after[pid][1] < before[pid][1] for pid in moved)  # listings sell down
+
+
 async def test_5xx_burst_then_recovery(world: World, make_client: MakeClient) -> None:
     async with make_client(world) as (client, _):
         r = await client.post(
